@@ -1,0 +1,103 @@
+"""Random augmentations for the train step: PRNG key first, one image each.
+
+Every function maps ``(key, image) -> image`` for one H×W×C float image in
+[0, 1]; :func:`build` vmaps a comma-separated list of them over a batch with one
+key per example, so it runs inside the jitted train step. Geometric warps use
+dm_pix's ``affine_transform`` (bilinear, zero fill); colour jitter uses
+dm_pix's random brightness/contrast/saturation/hue.
+"""
+import math
+from typing import Callable
+
+import dm_pix
+import jax
+import jax.numpy as jnp
+
+Augment = Callable[[jax.Array, jax.Array], jax.Array]
+
+
+def flip(key, image, p: float = 0.5):
+  """Horizontal flip with probability ``p``."""
+  return jnp.where(jax.random.uniform(key) < p, image[:, ::-1], image)
+
+
+def crop(key, image, padding: int | None = None):
+  """Pads by ``padding`` (default H/8) with reflection, crops back to H×W."""
+  h, w = image.shape[:2]
+  pad = max(1, h // 8) if padding is None else padding
+  padded = jnp.pad(image, ((pad, pad), (pad, pad), (0, 0)), mode="reflect")
+  dy, dx = jax.random.randint(key, (2,), 0, 2 * pad + 1)
+  return jax.lax.dynamic_slice(padded, (dy, dx, 0), image.shape)
+
+
+def affine(key, image, degrees: float = 15.0, scale: float = 0.15,
+           shear: float = 0.2, translate: float = 0.1):
+  """Random rotation (±degrees), zoom (1±scale), shear and shift (±translate·size).
+
+  The warp is about the image centre; pixels from outside are 0.
+  """
+  h, w = image.shape[:2]
+  k_rot, k_scale, k_shear, k_shift = jax.random.split(key, 4)
+  angle = jax.random.uniform(k_rot, minval=-degrees, maxval=degrees) * math.pi / 180
+  zoom = jax.random.uniform(k_scale, minval=1 - scale, maxval=1 + scale)
+  sh = jax.random.uniform(k_shear, minval=-shear, maxval=shear)
+  shift = jax.random.uniform(k_shift, (2,), minval=-translate, maxval=translate)
+  c, s = jnp.cos(angle), jnp.sin(angle)
+  # Output (y, x) samples input at A @ (y, x) + offset.
+  a = jnp.array([[c, -s], [s, c]]) @ jnp.array([[1.0, sh], [0.0, 1.0]]) / zoom
+  centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
+  offset = centre - a @ centre + shift * jnp.array([h, w])
+  matrix = jnp.eye(3).at[:2, :2].set(a)
+  return dm_pix.affine_transform(image, matrix, offset=jnp.append(offset, 0.0),
+                                 order=1, mode="constant", cval=0.0)
+
+
+def jitter(key, image, brightness: float = 0.2, contrast: float = 0.2,
+           saturation: float = 0.2, hue: float = 0.05):
+  """Colour jitter (dm_pix); saturation and hue only for 3-channel images."""
+  kb, kc, ks, kh = jax.random.split(key, 4)
+  image = dm_pix.random_brightness(kb, image, brightness)
+  image = dm_pix.random_contrast(kc, image, 1 - contrast, 1 + contrast)
+  if image.shape[-1] == 3:
+    image = dm_pix.random_saturation(ks, image, 1 - saturation, 1 + saturation)
+    image = dm_pix.random_hue(kh, image, hue)
+  return jnp.clip(image, 0.0, 1.0)
+
+
+def noise(key, image, sigma: float = 0.05):
+  """Additive Gaussian noise, clipped to [0, 1]."""
+  return jnp.clip(image + sigma * jax.random.normal(key, image.shape), 0.0, 1.0)
+
+
+AUGMENTATIONS: dict[str, Augment] = {
+    "flip": flip, "crop": crop, "affine": affine, "jitter": jitter,
+    "noise": noise}
+
+
+def build(spec: str) -> Callable[..., jax.Array] | None:
+  """``"flip,crop"`` → ``fn(key, images, first_index=0)``; None if empty.
+
+  ``images`` is N×H×W×C float in [0, 1]. Example ``i`` of the batch uses
+  ``fold_in(key, first_index + i)``, so a global batch gets the same
+  augmentation however it is split over devices.
+  """
+  names = [n.strip() for n in spec.split(",") if n.strip()]
+  unknown = [n for n in names if n not in AUGMENTATIONS]
+  if unknown:
+    raise ValueError(f"unknown augmentation(s) {unknown} in {spec!r}; "
+                     f"available: {sorted(AUGMENTATIONS)}")
+  if not names:
+    return None
+  fns = [AUGMENTATIONS[n] for n in names]
+
+  def one(key, image):
+    for fn, k in zip(fns, jax.random.split(key, len(fns))):
+      image = fn(k, image)
+    return image
+
+  def batch(key, images, first_index=0):
+    index = first_index + jnp.arange(images.shape[0])
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(index)
+    return jax.vmap(one)(keys, images)
+
+  return batch

@@ -1,0 +1,96 @@
+"""Helpers for ``configs/*.py``: the base config, variant args and sweeps.
+
+Every field a run reads is declared here, so a misspelled command-line override
+fails at once (``--config.optimzer.lr``) instead of being ignored.
+"""
+import itertools
+from typing import Any
+
+import ml_collections
+from ml_collections import config_dict
+
+
+def parse_args(arg: str | None, **defaults) -> dict[str, str]:
+  """Parses ``"k=v,k2=v2"`` (the text after ``:`` in ``--config=FILE:ARG``).
+
+  Keys must be among ``defaults``; values stay strings.
+  """
+  args = dict(defaults)
+  for item in filter(None, (arg or "").split(",")):
+    key, sep, value = item.partition("=")
+    if not sep or key not in defaults:
+      raise ValueError(f"config argument {item!r}: expected key=value with key "
+                       f"in {sorted(defaults)}")
+    args[key] = value
+  return args
+
+
+def product(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:
+  """Cartesian product of override axes: ``{"a": [1, 2], "b": [3]}`` → 2 points."""
+  keys = list(axes)
+  return [dict(zip(keys, values)) for values in itertools.product(*axes.values())]
+
+
+def base_config() -> ml_collections.ConfigDict:
+  """Defaults shared by all configs; a config file overrides what it needs."""
+  c = ml_collections.ConfigDict()
+  c.seed = 0
+  # Data: a tfds name (builders in cvx.data.builders or the tfds catalog) or
+  # "folder:/path/to/root" (one sub-folder of images per class).
+  c.dataset = "mnist5k"
+  c.data_dir = config_dict.placeholder(str)  # tfds data_dir; default $CVX_DATA_DIR or ~/tensorflow_datasets
+  c.train_split = "train"
+  c.eval_split = "test"
+  c.data = ml_collections.ConfigDict(dict(
+      normalize="scale",  # scale | standardize | minmax
+      mean=config_dict.placeholder(tuple),  # standardize: per channel, in [0, 1] units
+      std=config_dict.placeholder(tuple),
+      image_size=config_dict.placeholder(tuple),  # (H, W) to resize to
+      cache=True,  # decode the split into memory once (small datasets)
+      prefetch=2,  # batches prepared ahead on a background thread
+  ))
+  c.augment = ""  # comma-separated cvx.augment names, e.g. "flip,crop,jitter"
+  # Model.
+  c.model = "lenet5"
+  c.num_classes = 10
+  c.model_kwargs = ml_collections.ConfigDict()
+  c.model_dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
+  # Task.
+  c.task = "classification"
+  c.label_smoothing = 0.0
+  c.aux_loss_weight = 0.3  # auxiliary classifier heads (GoogLeNet)
+  # Optimisation.
+  c.batch_size = 128  # global, over all devices and processes
+  c.eval_batch_size = 500
+  c.num_epochs = 10.0
+  c.num_train_steps = -1  # > 0 overrides num_epochs
+  c.optimizer = ml_collections.ConfigDict(dict(
+      name="sgd",  # sgd | momentum | nesterov | adam | adamw | rmsprop
+      learning_rate=0.1, momentum=0.9, weight_decay=0.0,
+      b1=0.9, b2=0.999, eps=1e-8, decay=0.9))
+  c.schedule = ml_collections.ConfigDict(dict(
+      name="constant",  # constant | piecewise | exponential | cosine | warmup_cosine | onecycle
+      warmup_epochs=0.0,
+      boundaries_epochs=(), scales=(),  # piecewise: lr *= scale at each boundary
+      decay_rate=0.1, decay_epochs=1.0,  # exponential
+      end_value=0.0))
+  c.grad_clip_norm = 0.0  # 0 = off
+  c.regularization = ml_collections.ConfigDict(dict(l1=0.0, l2=0.0))  # both: elastic net
+  # Bookkeeping.
+  c.log_every_steps = 50
+  c.eval_every_epochs = 1.0
+  c.checkpoint_every_steps = 500
+  c.keep_checkpoints = 3
+  # The validation metric that picks the best checkpoint and drives early
+  # stopping (after `early_stopping_patience` evals without improvement; 0 = off).
+  c.best_metric = "accuracy"
+  c.best_mode = "max"  # max | min
+  c.early_stopping_patience = 0
+  c.progress_bar = True
+  # Parallelism: "jit" (Mesh + NamedSharding) or "pmap".
+  c.parallel = "jit"
+  c.distributed = ml_collections.ConfigDict(dict(
+      coordinator_address=config_dict.placeholder(str),
+      num_processes=config_dict.placeholder(int),
+      process_id=config_dict.placeholder(int)))
+  return c

@@ -1,0 +1,43 @@
+"""PNG figures written into workdirs (matplotlib, Agg backend)."""
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+import numpy as np
+
+
+def confusion_matrix(matrix: np.ndarray, path: str,
+                     class_names: list[str] | None = None) -> None:
+  """K×K counts (rows: true class, columns: predicted) as an annotated heatmap."""
+  k = matrix.shape[0]
+  names = class_names or [str(i) for i in range(k)]
+  size = max(4.0, 0.45 * k + 2)
+  fig, ax = plt.subplots(figsize=(size, size))
+  ax.imshow(matrix, cmap="Blues")
+  ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
+         xlabel="predicted", ylabel="true",
+         title=f"accuracy {np.trace(matrix) / max(matrix.sum(), 1):.4f}")
+  if k <= 20:
+    threshold = matrix.max() / 2
+    for i in range(k):
+      for j in range(k):
+        ax.text(j, i, f"{int(matrix[i, j])}", ha="center", va="center", fontsize=8,
+                color="white" if matrix[i, j] > threshold else "black")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def lines(series: dict[str, tuple[list, list]], path: str, xlabel: str,
+          ylabel: str, title: str = "") -> None:
+  """One line per name: ``{name: (xs, ys)}``."""
+  fig, ax = plt.subplots(figsize=(6, 4))
+  for name, (xs, ys) in series.items():
+    ax.plot(xs, ys, marker="o", markersize=3, label=name)
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
+  ax.grid(alpha=0.3)
+  if len(series) > 1:
+    ax.legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

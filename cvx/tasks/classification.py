@@ -1,0 +1,65 @@
+"""Image classification: batch format, loss and metrics.
+
+Batch: ``image`` N×H×W×C uint8, ``label`` N int32, and for eval ``mask`` N
+bool (padding rows are False). Models return ``(logits, features)``; auxiliary
+heads (GoogLeNet) put ``aux*_logits`` in ``features`` during training and add
+``aux_loss_weight`` × their cross-entropy to the loss.
+"""
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+@dataclasses.dataclass(frozen=True)
+class Classification:
+  num_classes: int
+  label_smoothing: float = 0.0
+  aux_loss_weight: float = 0.3
+
+  def check_batch(self, batch) -> None:
+    image, label = batch["image"], batch["label"]
+    if image.ndim != 4:
+      raise ValueError(f"batch['image'] must be N×H×W×C, got shape {image.shape}")
+    if label.shape != image.shape[:1]:
+      raise ValueError(f"batch['label'] must have shape {image.shape[:1]}, "
+                       f"got {label.shape}")
+
+  def cross_entropy(self, logits, labels):
+    """Per-example softmax cross-entropy with label smoothing."""
+    targets = optax.smooth_labels(jax.nn.one_hot(labels, self.num_classes),
+                                  self.label_smoothing)
+    return optax.softmax_cross_entropy(logits, targets)
+
+  def loss(self, logits, features, batch):
+    """Mean training loss (aux heads included) and per-step metrics."""
+    labels = batch["label"]
+    main = self.cross_entropy(logits, labels).mean()
+    aux = sum((self.cross_entropy(v, labels).mean()
+               for k, v in features.items() if k.startswith("aux")
+               and k.endswith("_logits")), jnp.zeros(()))
+    metrics = {"loss": main,
+               "accuracy": (logits.argmax(-1) == labels).mean()}
+    return main + self.aux_loss_weight * aux, metrics
+
+  def eval_sums(self, logits, batch):
+    """Masked sums over a batch; the loop adds them up over the split."""
+    labels, mask = batch["label"], batch["mask"]
+    w = mask.astype(jnp.float32)
+    predicted = logits.argmax(-1)
+    confusion = jnp.einsum("n,ni,nj->ij", w,
+                           jax.nn.one_hot(labels, self.num_classes),
+                           jax.nn.one_hot(predicted, self.num_classes))
+    return {"loss": (self.cross_entropy(logits, labels) * w).sum(),
+            "correct": ((predicted == labels) * w).sum(),
+            "count": w.sum(), "confusion": confusion}
+
+  @staticmethod
+  def finalize(sums) -> dict:
+    """Summed eval outputs → metrics (floats) and the confusion matrix."""
+    count = float(sums["count"])
+    return {"loss": float(sums["loss"]) / count,
+            "accuracy": float(sums["correct"]) / count,
+            "count": int(count)}
+

@@ -1,0 +1,298 @@
+"""The training loop: data → model → task → step → checkpoints and writers.
+
+``train_and_evaluate(config, workdir)`` trains (resuming from the newest
+checkpoint in ``workdir``), evaluates every ``eval_every_epochs``, keeps the
+best checkpoint, stops early or on SIGTERM after saving, and writes
+``summary.json``. ``evaluate(config, workdir)`` restores the best (else newest)
+checkpoint and writes an evaluation report.
+"""
+import dataclasses
+import json
+import math
+import os
+import signal
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+from absl import logging
+from tqdm import tqdm
+
+from cvx import augment, models, plots, tasks
+from cvx.data import pipeline, sources
+from cvx.train import checkpoint, optim, parallel, step as step_lib
+from cvx.train import state as state_lib
+from cvx.train.writers import MetricWriter
+
+
+@dataclasses.dataclass
+class Run:
+  """Everything built from the config before the first step."""
+  config: ml_collections.ConfigDict
+  workdir: str
+  train_src: sources.Source
+  eval_src: sources.Source
+  model: object
+  task: object
+  par: object
+  sampler: pipeline.Sampler
+  total_steps: int
+  tx: object
+  state: object
+
+
+def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
+  """Loads data, builds model/task/optimizer and the initial (or restored) state."""
+  os.makedirs(workdir, exist_ok=True)
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "config.json"), "w") as f:
+      f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+  load = lambda split: sources.load(config.dataset, split, config.data_dir,
+                                    config.data.cache, config.data.image_size)
+  train_src, eval_src = load(config.train_split), load(config.eval_split)
+  if train_src.num_classes != config.num_classes:
+    raise ValueError(f"config.num_classes={config.num_classes} but dataset "
+                     f"{config.dataset!r} has {train_src.num_classes} classes")
+  image_shape = _model_input_shape(config, train_src)
+  if _model_input_shape(config, eval_src) != image_shape:
+    raise ValueError(f"{config.eval_split!r} images {eval_src.image_shape} differ "
+                     f"from {config.train_split!r} images {train_src.image_shape}")
+  model = models.create(config.model, num_classes=config.num_classes,
+                        dtype=jnp.dtype(config.model_dtype), **config.model_kwargs)
+  par = parallel.create(config.parallel)
+  if par.name == "pmap" and "bn_axis_name" in {f.name for f in dataclasses.fields(model)}:
+    model = model.clone(bn_axis_name=parallel.AXIS)
+  _check_model_input(config.model, model, image_shape)
+  task = tasks.create(config.task, num_classes=config.num_classes,
+                      label_smoothing=config.label_smoothing,
+                      aux_loss_weight=config.aux_loss_weight)
+  sampler = pipeline.Sampler(len(train_src), config.batch_size, config.seed)
+  total_steps = (config.num_train_steps if config.num_train_steps > 0 else
+                 max(1, round(config.num_epochs * sampler.steps_per_epoch)))
+  schedule = optim.make_schedule(config, sampler.steps_per_epoch, total_steps)
+  tx = optim.make_optimizer(config, schedule)
+  state = par.init_state(lambda: state_lib.create(model, tx, image_shape, config.seed))
+  return Run(config, workdir, train_src, eval_src, model, task, par, sampler,
+             total_steps, tx, state)
+
+
+def _model_input_shape(config, source) -> tuple[int, ...]:
+  if config.data.image_size is None:
+    return tuple(source.image_shape)
+  return (*config.data.image_size, source.image_shape[-1])
+
+
+def _check_model_input(name: str, model, image_shape) -> None:
+  """Traces init once (no compilation) so a bad input shape fails early."""
+  try:
+    jax.eval_shape(lambda: model.init(jax.random.PRNGKey(0),
+                                      jnp.zeros((1, *image_shape)), train=False))
+  except Exception as e:  # pylint: disable=broad-except
+    raise ValueError(f"model {name!r} cannot take images of shape {image_shape} "
+                     f"(H, W, C): {type(e).__name__}: {e}") from None
+
+
+def _say(message: str) -> None:
+  """Logs ``message`` and prints it on process 0 (visible at any verbosity)."""
+  logging.info(message)
+  if jax.process_index() == 0:
+    print(message, flush=True)
+
+
+class _Preemption:
+  """Set by SIGTERM (single process) or JAX's preemption sync (multi-host)."""
+
+  def __init__(self):
+    self.requested = False
+    if jax.process_count() == 1:
+      signal.signal(signal.SIGTERM, self._handle)
+
+  def _handle(self, signum, frame):
+    del signum, frame
+    self.requested = True
+
+  def reached(self, step: int) -> bool:
+    if jax.process_count() > 1:
+      from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+      return multihost_utils.reached_preemption_sync_point(step)
+    return self.requested
+
+
+def _first_nonfinite(pending: list[tuple[int, dict]]) -> tuple[int, float] | None:
+  for step, metrics in pending:
+    loss = float(metrics["loss"])
+    if not math.isfinite(loss):
+      return step, loss
+  return None
+
+
+def _mean_metrics(pending) -> dict:
+  return {k: float(np.mean([m[k] for _, m in pending])) for k in pending[0][1]}
+
+
+def run_eval(run: Run, state, eval_step) -> tuple[dict, np.ndarray]:
+  """Metrics over the whole eval split (each example once) and the confusion."""
+  total = None
+  batches = pipeline.prefetch(
+      pipeline.eval_batches(run.eval_src, run.config.eval_batch_size),
+      run.par.put_batch, run.config.data.prefetch)
+  for batch in batches:
+    sums = run.par.metrics(eval_step(state, batch))
+    total = sums if total is None else jax.tree.map(jnp.add, total, sums)
+  total = jax.device_get(total)
+  return run.task.finalize(total), np.asarray(total["confusion"])
+
+
+def _improved(value: float, best: float | None, mode: str) -> bool:
+  if best is None:
+    return True
+  return value > best if mode == "max" else value < best
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Trains to ``total_steps`` (or an early stop) and returns the summary."""
+  start_time = time.time()
+  run = setup(config, workdir)
+  state, par, cfg = run.state, run.par, config
+  ckpts = checkpoint.Checkpoints(workdir, cfg.keep_checkpoints)
+  meta = {"best_metric": None, "best_step": None, "evals_without_improvement": 0,
+          "stopped_early": False}
+  restored = ckpts.restore(par.abstract_state(state))
+  if restored is not None:
+    state, meta = par.device_state(restored[0]), restored[1]
+  start_step = int(jax.device_get(par.host_state(state).step))
+  if restored is not None:
+    _say(f"Resumed from step {start_step} (checkpoint in {workdir}/checkpoints).")
+
+  augment_fn = augment.build(cfg.augment)
+  axis = parallel.AXIS if par.name == "pmap" else None
+  train_step = par.compile_train(step_lib.make_train_step(
+      run.model, run.task, run.tx, cfg, augment_fn, axis))
+  eval_step = par.compile_eval(step_lib.make_eval_step(run.model, run.task, cfg, axis))
+  writer = MetricWriter(workdir)
+  preemption = _Preemption()
+  spe = run.sampler.steps_per_epoch
+  eval_every = max(1, round(cfg.eval_every_epochs * spe))
+  batches = pipeline.prefetch(
+      pipeline.train_batches(run.train_src, run.sampler, start_step, run.total_steps),
+      par.put_batch, cfg.data.prefetch)
+  bar = tqdm(total=run.total_steps, initial=start_step, unit="step",
+             disable=not cfg.progress_bar or jax.process_index() != 0,
+             dynamic_ncols=True)
+
+  pending, last_eval, confusion = [], None, None
+  timed_images, t0 = 0, None
+  step = start_step
+
+  def flush():
+    """Syncs pending step metrics; stops on a non-finite loss."""
+    nonlocal pending
+    host = [(s, jax.device_get(m)) for s, m in pending]
+    pending = []
+    bad = _first_nonfinite(host)
+    if bad is not None:
+      kept = ckpts.latest_step()
+      raise FloatingPointError(
+          f"loss is {bad[1]} at step {bad[0]}; training stopped. The last good "
+          f"checkpoint (step {kept}) is kept in {workdir}/checkpoints.")
+    return host
+
+  for batch in batches:
+    state, metrics = train_step(state, batch)
+    step += 1
+    pending.append((step, par.metrics(metrics)))
+    if t0 is None:  # Exclude the first step (compilation) from throughput.
+      jax.block_until_ready(metrics)
+      t0 = time.time()
+    else:
+      timed_images += cfg.batch_size
+    bar.update(1)
+    is_last = step == run.total_steps
+    if step % cfg.log_every_steps == 0 or is_last:
+      host = flush()
+      train_metrics = _mean_metrics(host)
+      elapsed = time.time() - t0
+      rate = timed_images / elapsed if elapsed > 0 else 0.0
+      writer.write(step, "train", {**train_metrics, "images_per_s": rate,
+                                   "epoch": step / spe})
+      bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", img_s=f"{rate:.0f}")
+    if step % eval_every == 0 or is_last:
+      flush()
+      t_eval = time.time()
+      last_eval, confusion = run_eval(run, state, eval_step)
+      t0 += time.time() - t_eval  # Eval time is not training time.
+      writer.write(step, cfg.eval_split, last_eval)
+      value = last_eval[cfg.best_metric]
+      if _improved(value, meta["best_metric"], cfg.best_mode):
+        meta.update(best_metric=value, best_step=step, evals_without_improvement=0)
+        ckpts.save_best(step, par.host_state(state), meta)
+      else:
+        meta["evals_without_improvement"] += 1
+      patience = cfg.early_stopping_patience
+      if patience and meta["evals_without_improvement"] >= patience:
+        meta["stopped_early"] = True
+        _say(f"Early stop at step {step}: no {cfg.best_metric} improvement "
+             f"in {patience} evals.")
+    stop = meta["stopped_early"] or preemption.reached(step)
+    if step % cfg.checkpoint_every_steps == 0 or is_last or stop:
+      flush()
+      ckpts.save(step, par.host_state(state), meta)
+    if stop:
+      if not meta["stopped_early"]:
+        _say(f"SIGTERM: saved a checkpoint at step {step}; exiting.")
+        ckpts.close()
+        raise SystemExit(143)
+      break
+  bar.close()
+  train_time = (time.time() - t0) if t0 else 0.0
+
+  if last_eval is None:  # Resumed at the very end: evaluate once for the summary.
+    last_eval, confusion = run_eval(run, state, eval_step)
+  summary = {
+      "model": cfg.model, "dataset": cfg.dataset, "steps": step,
+      "epochs": step / spe, "stopped_early": meta["stopped_early"],
+      "final": last_eval,
+      "best": {cfg.best_metric: meta["best_metric"], "step": meta["best_step"]},
+      "params": int(sum(np.size(p) for p in
+                        jax.tree.leaves(par.host_state(state).params))),
+      "wall_time_s": time.time() - start_time, "train_time_s": train_time,
+      "images_per_s": timed_images / train_time if train_time > 0 else None,
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
+  writer.close()
+  ckpts.close()
+  return summary
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores the best (else newest) checkpoint and writes an eval report."""
+  run = setup(config, workdir)
+  ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
+  best = ckpts.latest_step(best=True) is not None
+  restored = ckpts.restore(run.par.abstract_state(run.state), best=best)
+  if restored is None:
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate; "
+                            f"train first with --mode=train")
+  state = run.par.device_state(restored[0])
+  axis = parallel.AXIS if run.par.name == "pmap" else None
+  eval_step = run.par.compile_eval(step_lib.make_eval_step(run.model, run.task,
+                                                           config, axis))
+  metrics, confusion = run_eval(run, state, eval_step)
+  step = int(jax.device_get(run.par.host_state(state).step))
+  report = {"split": config.eval_split, "step": step,
+            "checkpoint": "best" if best else "latest", **metrics}
+  if jax.process_index() == 0:
+    with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
+      json.dump({**report, "confusion_matrix": confusion.astype(int).tolist()}, f,
+                indent=2)
+    plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
+  writer = MetricWriter(workdir)
+  writer.write(step, f"eval_{config.eval_split}", metrics)
+  writer.close()
+  ckpts.close()
+  return report

@@ -1,0 +1,86 @@
+"""Optimizers, learning-rate schedules and weight penalties from the config.
+
+Schedules are built in steps; epoch-valued config fields are converted with
+``steps_per_epoch``. Weight decay and the L1/L2 penalties apply to weights
+(leaves named ``kernel``), never to biases or BatchNorm parameters.
+"""
+import jax
+import jax.numpy as jnp
+import ml_collections
+import optax
+
+SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "warmup_cosine",
+             "onecycle")
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+
+
+def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
+                  total_steps: int) -> optax.Schedule:
+  """``config.schedule`` → a function of the step."""
+  s, lr = config.schedule, config.optimizer.learning_rate
+  warmup = int(round(s.warmup_epochs * steps_per_epoch))
+  if s.name == "constant":
+    return optax.constant_schedule(lr)
+  if s.name == "piecewise":
+    if len(s.boundaries_epochs) != len(s.scales):
+      raise ValueError(f"schedule.boundaries_epochs {s.boundaries_epochs} and "
+                       f"schedule.scales {s.scales} must have equal lengths")
+    bounds = {int(round(b * steps_per_epoch)): float(f)
+              for b, f in zip(s.boundaries_epochs, s.scales)}
+    return optax.piecewise_constant_schedule(lr, bounds)
+  if s.name == "exponential":
+    return optax.exponential_decay(
+        lr, transition_steps=max(1, int(round(s.decay_epochs * steps_per_epoch))),
+        decay_rate=s.decay_rate)
+  if s.name == "cosine":
+    return optax.cosine_decay_schedule(lr, total_steps, alpha=s.end_value / lr)
+  if s.name == "warmup_cosine":
+    return optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), total_steps, end_value=s.end_value)
+  if s.name == "onecycle":
+    return optax.cosine_onecycle_schedule(total_steps, lr)
+  raise ValueError(f"unknown schedule {s.name!r}; allowed: {SCHEDULES}")
+
+
+def make_optimizer(config: ml_collections.ConfigDict,
+                   schedule: optax.Schedule) -> optax.GradientTransformation:
+  """``config.optimizer`` (+ gradient clipping) → an optax transformation."""
+  o = config.optimizer
+  if o.name in ("sgd", "momentum", "nesterov"):
+    tx = optax.sgd(schedule, momentum=None if o.name == "sgd" else o.momentum,
+                   nesterov=o.name == "nesterov")
+    if o.weight_decay:  # Coupled (L2-style) decay, as in classic SGD recipes.
+      tx = optax.chain(optax.add_decayed_weights(o.weight_decay, mask=weight_mask), tx)
+  elif o.name == "adam":
+    tx = optax.adam(schedule, b1=o.b1, b2=o.b2, eps=o.eps)
+  elif o.name == "adamw":
+    tx = optax.adamw(schedule, b1=o.b1, b2=o.b2, eps=o.eps,
+                     weight_decay=o.weight_decay, mask=weight_mask)
+  elif o.name == "rmsprop":
+    tx = optax.rmsprop(schedule, decay=o.decay, eps=o.eps, momentum=o.momentum)
+  else:
+    raise ValueError(f"unknown optimizer {o.name!r}; allowed: {OPTIMIZERS}")
+  if config.grad_clip_norm:
+    tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx
+
+
+def is_weight(path) -> bool:
+  """True for multiplicative weights (conv/dense kernels), not biases or BN."""
+  return getattr(path[-1], "key", None) == "kernel"
+
+
+def weight_mask(params):
+  return jax.tree_util.tree_map_with_path(lambda p, _: is_weight(p), params)
+
+
+def penalty(params, l1: float, l2: float) -> jax.Array:
+  """``l1·Σ|w| + l2/2·Σw²`` over weights (elastic net when both are set)."""
+  total = jnp.zeros(())
+  for path, w in jax.tree_util.tree_leaves_with_path(params):
+    if is_weight(path):
+      if l1:
+        total += l1 * jnp.abs(w).sum()
+      if l2:
+        total += 0.5 * l2 * jnp.square(w).sum()
+  return total

@@ -1,0 +1,79 @@
+"""Train and eval step functions (pure; compiled by :mod:`cvx.train.parallel`).
+
+The step key is ``fold_in(state.rng, state.step)``, so augmentation and dropout
+depend only on the step: a resumed run repeats an uninterrupted one exactly.
+With ``axis_name`` (the pmap path) gradients, metrics and BatchNorm statistics
+are averaged over the named axis; under jit the batch is already global.
+"""
+from typing import Callable
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+
+from cvx.data import preprocess
+from cvx.train import optim
+from cvx.train.state import TrainState
+
+
+def _images(batch, data: ml_collections.ConfigDict):
+  return preprocess.to_unit(batch["image"], data.image_size)
+
+
+def _variables(state: TrainState, params):
+  variables = {"params": params}
+  if state.batch_stats:
+    variables["batch_stats"] = state.batch_stats
+  return variables
+
+
+def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
+                    augment: Callable | None, axis_name: str | None = None):
+  """Returns ``step(state, batch) -> (state, metrics)``."""
+  data, reg = config.data, config.regularization
+
+  def step(state: TrainState, batch):
+    task.check_batch(batch)
+    aug_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
+    x = _images(batch, data)
+    if augment is not None:
+      first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * x.shape[0]
+      x = augment(aug_key, x, first)
+    x = preprocess.normalize(x, data.normalize, data.mean, data.std)
+    if axis_name is not None:
+      dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
+
+    def loss_fn(params):
+      (logits, features), updates = model.apply(
+          _variables(state, params), x, train=True,
+          rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      loss, metrics = task.loss(logits, features, batch)
+      loss = loss + optim.penalty(params, reg.l1, reg.l2)
+      return loss, (metrics, updates)
+
+    grads, (metrics, updates) = jax.grad(loss_fn, has_aux=True)(state.params)
+    if axis_name is not None:
+      grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+    param_updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = jax.tree.map(jnp.add, state.params, param_updates)
+    new_state = state.replace(step=state.step + 1, params=params,
+                              batch_stats=updates.get("batch_stats", {}),
+                              opt_state=opt_state)
+    return new_state, metrics
+
+  return step
+
+
+def make_eval_step(model, task, config: ml_collections.ConfigDict,
+                   axis_name: str | None = None):
+  """Returns ``step(state, batch) -> sums`` (masked; added up by the loop)."""
+  data = config.data
+
+  def step(state: TrainState, batch):
+    task.check_batch(batch)
+    x = preprocess.normalize(_images(batch, data), data.normalize, data.mean, data.std)
+    logits, _ = model.apply(_variables(state, state.params), x, train=False)
+    sums = task.eval_sums(logits, batch)
+    return sums if axis_name is None else jax.lax.psum(sums, axis_name)
+
+  return step
