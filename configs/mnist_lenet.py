@@ -8,8 +8,18 @@ import ml_collections
 from cvx import config_lib as common
 
 
+# The architecture knobs each variant exposes to --config.model_kwargs.*.
+MODEL_KWARGS = {
+    "lenet5": dict(dropout_rate=0.0, batch_norm=False),
+    "mlp": dict(dropout_rate=0.0, hidden=(512, 128)),
+}
+
+
 def get_config(arg=None):
   args = common.parse_args(arg, model="lenet5")
+  if args["model"] not in MODEL_KWARGS:
+    raise ValueError(f"configs/mnist_lenet.py: model={args['model']!r}; "
+                     f"allowed: {sorted(MODEL_KWARGS)}")
   config = common.base_config()
   config.dataset = "mnist5k"
   config.model = args["model"]
@@ -19,7 +29,7 @@ def get_config(arg=None):
   config.augment = "affine"
   config.optimizer.update(name="adamw", learning_rate=3e-3, weight_decay=1e-4)
   config.schedule.update(name="warmup_cosine", warmup_epochs=3.0)
-  config.model_kwargs = ml_collections.ConfigDict(dict(dropout_rate=0.0))
+  config.model_kwargs = ml_collections.ConfigDict(MODEL_KWARGS[config.model])
   return config
 
 

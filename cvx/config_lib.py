@@ -61,7 +61,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.aux_loss_weight = 0.3  # auxiliary classifier heads (GoogLeNet)
   # Optimisation.
   c.batch_size = 128  # global, over all devices and processes
-  c.eval_batch_size = 500
+  c.eval_batch_size = 500  # rounded up to a multiple of the device count
   c.num_epochs = 10.0
   c.num_train_steps = -1  # > 0 overrides num_epochs
   c.optimizer = ml_collections.ConfigDict(dict(

@@ -42,12 +42,18 @@ class Sampler:
     return self._perm[i * self.batch_size:(i + 1) * self.batch_size]
 
 
-def process_rows(global_batch_size: int) -> slice:
-  """This process's contiguous share of a global batch."""
-  count, index = jax.process_count(), jax.process_index()
-  if global_batch_size % jax.device_count():
+def process_rows(global_batch_size: int, index: int | None = None,
+                 count: int | None = None, devices: int | None = None) -> slice:
+  """Process ``index`` of ``count``'s contiguous share of a global batch.
+
+  Defaults: this process, all processes and all devices of the JAX runtime.
+  """
+  index = jax.process_index() if index is None else index
+  count = jax.process_count() if count is None else count
+  devices = jax.device_count() if devices is None else devices
+  if global_batch_size % devices:
     raise ValueError(f"batch size {global_batch_size} must be divisible by the "
-                     f"{jax.device_count()} devices")
+                     f"{devices} devices")
   share = global_batch_size // count
   return slice(index * share, (index + 1) * share)
 
@@ -60,14 +66,20 @@ def train_batches(source: Source, sampler: Sampler, start_step: int,
     yield source.read(sampler.indices(step)[rows])
 
 
-def eval_batches(source: Source, global_batch_size: int) -> Iterator[Batch]:
-  """Local eval batches with ``mask``: the split once, last batch padded."""
-  rows = process_rows(global_batch_size)
+def eval_batches(source: Source, global_batch_size: int,
+                 process: tuple[int, int] | None = None) -> Iterator[Batch]:
+  """Local eval batches with ``mask``: the split once, last batch padded.
+
+  ``process`` is (index, count), default this process of the runtime.
+  """
+  index, count = process or (None, None)
+  rows = process_rows(global_batch_size, index, count,
+                      devices=None if process is None else count)
   n = len(source)
   for start in range(0, n, global_batch_size):
-    index = np.arange(start, start + global_batch_size)[rows]
-    mask = index < n
-    batch = source.read(np.where(mask, index, 0))
+    examples = np.arange(start, start + global_batch_size)[rows]
+    mask = examples < n
+    batch = source.read(np.where(mask, examples, 0))
     batch["mask"] = mask
     yield batch
 

@@ -12,24 +12,36 @@ class LeNet5(nn.Module):
   """conv5×5(6, pad 2) → pool → conv5×5(16) → pool → 120 → 84 → num_classes.
 
   Input: N×28×28×C (MNIST); 61,706 parameters for one channel and 10 classes.
+  ``batch_norm=True`` inserts BatchNorm after each conv (conv → BN → ReLU →
+  pool, the refinement in seed 001); ``bn_axis_name`` names the pmap axis its
+  statistics are averaged over.
   """
   num_classes: int
   dropout_rate: float = 0.0
+  batch_norm: bool = False
+  bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = x.astype(self.dtype)
-    x = nn.relu(nn.Conv(6, (5, 5), padding=2, dtype=self.dtype, name="conv1")(x))
-    c1 = x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    x = nn.relu(nn.Conv(16, (5, 5), padding="VALID", dtype=self.dtype, name="conv2")(x))
-    c2 = x
-    x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    features = {}
+    for i, (width, padding) in enumerate([(6, 2), (16, "VALID")], start=1):
+      x = nn.Conv(width, (5, 5), padding=padding, use_bias=not self.batch_norm,
+                  dtype=self.dtype, name=f"conv{i}")(x)
+      if self.batch_norm:
+        x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
+                         axis_name=self.bn_axis_name, dtype=self.dtype,
+                         name=f"bn{i}")(x)
+      x = nn.relu(x)
+      features[f"stage{i}"] = x
+      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+    features["last_conv"] = features["stage2"]
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(120, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(nn.Dense(84, dtype=self.dtype, name="fc2")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
+    features["pre_logits"] = x
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
-    features = {"stage1": c1, "stage2": c2, "last_conv": c2, "pre_logits": x}
     return logits.astype(jnp.float32), features

@@ -40,6 +40,7 @@ class Run:
   sampler: pipeline.Sampler
   total_steps: int
   tx: object
+  augment_fn: object
   state: object
 
 
@@ -73,9 +74,10 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
                  max(1, round(config.num_epochs * sampler.steps_per_epoch)))
   schedule = optim.make_schedule(config, sampler.steps_per_epoch, total_steps)
   tx = optim.make_optimizer(config, schedule)
+  augment_fn = augment.build(config.augment)
   state = par.init_state(lambda: state_lib.create(model, tx, image_shape, config.seed))
   return Run(config, workdir, train_src, eval_src, model, task, par, sampler,
-             total_steps, tx, state)
+             total_steps, tx, augment_fn, state)
 
 
 def _model_input_shape(config, source) -> tuple[int, ...]:
@@ -136,13 +138,20 @@ def run_eval(run: Run, state, eval_step) -> tuple[dict, np.ndarray]:
   """Metrics over the whole eval split (each example once) and the confusion."""
   total = None
   batches = pipeline.prefetch(
-      pipeline.eval_batches(run.eval_src, run.config.eval_batch_size),
+      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config)),
       run.par.put_batch, run.config.data.prefetch)
   for batch in batches:
     sums = run.par.metrics(eval_step(state, batch))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
   total = jax.device_get(total)
   return run.task.finalize(total), np.asarray(total["confusion"])
+
+
+def _eval_batch_size(config) -> int:
+  """``eval_batch_size`` rounded up to a multiple of the devices (the padding
+  rows are masked out, so this changes no metric)."""
+  devices = jax.device_count()
+  return -(-config.eval_batch_size // devices) * devices
 
 
 def _improved(value: float, best: float | None, mode: str) -> bool:
@@ -166,10 +175,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   if restored is not None:
     _say(f"Resumed from step {start_step} (checkpoint in {workdir}/checkpoints).")
 
-  augment_fn = augment.build(cfg.augment)
   axis = parallel.AXIS if par.name == "pmap" else None
   train_step = par.compile_train(step_lib.make_train_step(
-      run.model, run.task, run.tx, cfg, augment_fn, axis))
+      run.model, run.task, run.tx, cfg, run.augment_fn, axis))
   eval_step = par.compile_eval(step_lib.make_eval_step(run.model, run.task, cfg, axis))
   writer = MetricWriter(workdir)
   preemption = _Preemption()

@@ -19,6 +19,9 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   """``config.schedule`` → a function of the step."""
   s, lr = config.schedule, config.optimizer.learning_rate
   warmup = int(round(s.warmup_epochs * steps_per_epoch))
+  if warmup >= total_steps and s.name == "warmup_cosine":
+    raise ValueError(f"schedule.warmup_epochs={s.warmup_epochs} ({warmup} steps) "
+                     f"must be shorter than the {total_steps} training steps")
   if s.name == "constant":
     return optax.constant_schedule(lr)
   if s.name == "piecewise":

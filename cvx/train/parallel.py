@@ -21,9 +21,9 @@ AXIS = "data"
 def initialize_distributed(config) -> None:
   """``jax.distributed.initialize`` when the config or environment asks.
 
-  Config: ``distributed.coordinator_address/num_processes/process_id``;
-  environment: ``JAX_COORDINATOR_ADDRESS`` (+ ``JAX_NUM_PROCESSES``,
-  ``JAX_PROCESS_ID``), or a cluster JAX detects itself (SLURM, TPU pods).
+  Asked by ``distributed.coordinator_address`` (with ``num_processes`` and
+  ``process_id``) or by ``$JAX_COORDINATOR_ADDRESS`` on a cluster whose
+  process layout JAX detects itself (SLURM, Open MPI, TPU pods).
   """
   d = config.distributed
   if d.coordinator_address is None and "JAX_COORDINATOR_ADDRESS" not in os.environ:

@@ -1,0 +1,62 @@
+"""Catalog datasets, image folders and the errors for what is missing."""
+import time
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cvx.data import sources
+
+
+def test_unknown_dataset_lists_what_exists(data_dir):
+  with pytest.raises(ValueError, match=r"unknown dataset 'mnist_5k'.*mnist5k"):
+    sources.load("mnist_5k", "train", data_dir)
+
+
+def test_unprepared_catalog_dataset_fails_fast_with_instructions(tmp_path):
+  start = time.time()
+  with pytest.raises(sources.DatasetUnavailableError,
+                     match=r"'cifar10' is not prepared.*tfds build cifar10"):
+    sources.load("cifar10", "train", str(tmp_path))
+  assert time.time() - start < 30  # No download attempt, no hang.
+
+
+def test_missing_split_names_the_splits(data_dir):
+  with pytest.raises(ValueError, match=r"no split 'validation'.*'test', 'train'"):
+    sources.load("mnist5k", "validation", data_dir)
+
+
+def _write_folder(root, sizes):
+  rng = np.random.default_rng(0)
+  expected = {}
+  for split in ("train", "test"):
+    for label, name in enumerate(("cat", "dog")):
+      folder = root / split / name
+      folder.mkdir(parents=True)
+      for i, (h, w) in enumerate(sizes):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        expected[(split, label, i)] = pixels
+  return expected
+
+
+def test_image_folder_reads_every_image_with_its_class(tmp_path):
+  expected = _write_folder(tmp_path, [(6, 5)] * 3)
+  src = sources.load(f"folder:{tmp_path}", "train")
+  batch = src.read(np.arange(len(src)))
+  assert len(src) == 6 and src.num_classes == 2
+  assert np.bincount(batch["label"]).tolist() == [3, 3]
+  for label in (0, 1):
+    want = sorted(expected[("train", label, i)].tobytes() for i in range(3))
+    got = sorted(im.tobytes() for im in batch["image"][batch["label"] == label])
+    assert got == want
+
+
+def test_image_folder_of_mixed_sizes_needs_image_size(tmp_path):
+  _write_folder(tmp_path, [(6, 5), (9, 7)])
+  with pytest.raises(ValueError, match="image_size"):
+    sources.load(f"folder:{tmp_path}", "train")
+  src = sources.load(f"folder:{tmp_path}", "train", image_size=(8, 8))
+  assert src.image_shape == (8, 8, 3)
+  with pytest.raises(ValueError, match="no split folder 'val'"):
+    sources.load(f"folder:{tmp_path}", "val")

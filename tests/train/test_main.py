@@ -1,0 +1,106 @@
+"""``python -m cvx.main`` end to end: what lands in the workdir, eval, errors."""
+import json
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+from tensorboard.backend.event_processing import event_accumulator
+
+from tests.helpers import read_metrics, restore_params
+
+FAST = ["--config.batch_size=32", "--config.num_train_steps=40",
+        "--config.log_every_steps=10", "--config.eval_every_epochs=0.25",
+        "--config.checkpoint_every_steps=20", "--config.augment=affine",
+        "--config.schedule.warmup_epochs=0.05"]
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+  from tests.conftest import REPO, main_command, main_env
+  import subprocess
+  workdir = str(tmp_path_factory.mktemp("run"))
+  proc = subprocess.run(main_command(workdir, *FAST), cwd=REPO,
+                        env=main_env(data_dir), capture_output=True, text=True)
+  assert proc.returncode == 0, proc.stderr[-4000:]
+  return workdir
+
+
+def test_workdir_holds_config_metrics_events_checkpoints_summary(trained):
+  with open(os.path.join(trained, "config.json")) as f:
+    config = json.load(f)
+  assert config["batch_size"] == 32 and config["model"] == "lenet5"
+  train = read_metrics(trained, "train")
+  assert [r["step"] for r in train] == [10, 20, 30, 40]
+  assert all({"loss", "accuracy", "images_per_s", "epoch"} <= set(r) for r in train)
+  test = read_metrics(trained, "test")
+  assert [r["step"] for r in test] == [31, 40]  # 125 steps/epoch × 0.25.
+  assert all(r["count"] == 1000 for r in test)
+  assert sorted(os.listdir(os.path.join(trained, "checkpoints", "latest"))) == ["20", "40"]
+  with open(os.path.join(trained, "summary.json")) as f:
+    summary = json.load(f)
+  assert summary["steps"] == 40 and summary["params"] == 61706
+  assert summary["final"] == {k: test[-1][k] for k in ("loss", "accuracy", "count")}
+  assert summary["best"]["accuracy"] == max(r["accuracy"] for r in test)
+  assert summary["images_per_s"] > 0 and summary["wall_time_s"] > 0
+
+
+def test_tensorboard_reads_the_event_files(trained):
+  acc = event_accumulator.EventAccumulator(os.path.join(trained, "tensorboard"))
+  acc.Reload()
+  assert {"train/loss", "test/accuracy"} <= set(acc.Tags()["scalars"])
+  losses = acc.Scalars("train/loss")
+  assert [e.step for e in losses] == [10, 20, 30, 40]
+  want = [r["loss"] for r in read_metrics(trained, "train")]
+  np.testing.assert_allclose([e.value for e in losses], want, rtol=1e-6)
+
+
+def test_eval_mode_restores_the_best_checkpoint(trained, run_main):
+  run_main(trained, *FAST, mode="eval")
+  with open(os.path.join(trained, "eval_metrics.json")) as f:
+    report = json.load(f)
+  with open(os.path.join(trained, "summary.json")) as f:
+    best = json.load(f)["best"]
+  assert report["checkpoint"] == "best" and report["step"] == best["step"]
+  assert report["accuracy"] == pytest.approx(best["accuracy"])
+  confusion = np.array(report["confusion_matrix"])
+  assert confusion.sum() == 1000 and confusion.sum(axis=1).tolist() == [100] * 10
+  assert np.trace(confusion) == round(1000 * report["accuracy"])
+  assert Image.open(os.path.join(trained, "confusion_matrix.png")).size[0] > 100
+
+
+def test_misspelled_override_names_the_closest_key(tmp_path, run_main):
+  proc = run_main(tmp_path, "--config.optimizer.learnin_rate=0.1", check=False)
+  assert proc.returncode != 0
+  assert 'Did you mean "learning_rate"' in proc.stderr
+  assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.model=lenet", "unknown model 'lenet'. Did you mean 'lenet5'? Available: lenet5"),
+    ("--config.dataset=mnist_5k", "unknown dataset 'mnist_5k'"),
+    ("--config.dataset=digits8x8", "model 'lenet5' cannot take images of shape (8, 8, 1)"),
+    ("--config.augment=flip,rotate", "unknown augmentation(s) ['rotate']"),
+])
+def test_bad_names_and_shapes_fail_before_training(tmp_path, run_main, override, message):
+  proc = run_main(tmp_path, override, check=False)
+  assert proc.returncode != 0 and message in proc.stderr, proc.stderr[-2000:]
+  assert not os.path.exists(os.path.join(tmp_path, "checkpoints"))
+
+
+def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint(
+    tmp_path, run_main):
+  # The learning rate grows 100× every 2 steps until the loss overflows.
+  proc = run_main(tmp_path, "--config.batch_size=32", "--config.num_train_steps=100",
+                  "--config.optimizer.name=sgd", "--config.optimizer.learning_rate=0.01",
+                  "--config.schedule.name=exponential", "--config.schedule.decay_rate=100.",
+                  "--config.schedule.decay_epochs=0.016", "--config.checkpoint_every_steps=2",
+                  "--config.log_every_steps=1000", check=False)
+  assert proc.returncode != 0
+  message = proc.stderr[proc.stderr.index("error: loss is"):]
+  bad_step = int(message.split(" at step ")[1].split(";")[0])
+  kept = int(message.split("checkpoint (step ")[1].split(")")[0])
+  assert 2 <= kept < bad_step < 100
+  params = restore_params(tmp_path)
+  assert all(np.isfinite(v).all() for v in params.values())
+  assert max(int(s) for s in os.listdir(tmp_path / "checkpoints" / "latest")) == kept
