@@ -14,6 +14,7 @@ INSTALL_REQUIRES = [
     "tensorflow-cpu>=2.20,<2.22",  # tf.data and tfds dataset building only
     "tensorflow-datasets>=4.9.9,<4.10",
     "array-record>=0.8,<0.9",  # random-access tfds data sources
+    "importlib-resources>=6",  # needed by tensorflow-datasets at run time
     "tensorboard>=2.20,<2.22",
     "numpy>=2.0,<3",
     "tqdm>=4.66,<5",

@@ -1,9 +1,10 @@
-"""PNG figures written into workdirs (matplotlib, Agg backend)."""
-import matplotlib
+"""PNG figures written into workdirs.
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top,wrong-import-position
+Uses matplotlib's object API (``Figure``) rather than pyplot, so it needs no
+GUI backend and leaves a notebook's pyplot state alone.
+"""
 import numpy as np
+from matplotlib.figure import Figure
 
 
 def confusion_matrix(matrix: np.ndarray, path: str,
@@ -12,7 +13,8 @@ def confusion_matrix(matrix: np.ndarray, path: str,
   k = matrix.shape[0]
   names = class_names or [str(i) for i in range(k)]
   size = max(4.0, 0.45 * k + 2)
-  fig, ax = plt.subplots(figsize=(size, size))
+  fig = Figure(figsize=(size, size))
+  ax = fig.subplots()
   ax.imshow(matrix, cmap="Blues")
   ax.set(xticks=range(k), yticks=range(k), xticklabels=names, yticklabels=names,
          xlabel="predicted", ylabel="true",
@@ -25,13 +27,13 @@ def confusion_matrix(matrix: np.ndarray, path: str,
                 color="white" if matrix[i, j] > threshold else "black")
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)
 
 
 def lines(series: dict[str, tuple[list, list]], path: str, xlabel: str,
           ylabel: str, title: str = "") -> None:
   """One line per name: ``{name: (xs, ys)}``."""
-  fig, ax = plt.subplots(figsize=(6, 4))
+  fig = Figure(figsize=(6, 4))
+  ax = fig.subplots()
   for name, (xs, ys) in series.items():
     ax.plot(xs, ys, marker="o", markersize=3, label=name)
   ax.set(xlabel=xlabel, ylabel=ylabel, title=title)
@@ -40,4 +42,3 @@ def lines(series: dict[str, tuple[list, list]], path: str, xlabel: str,
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
-  plt.close(fig)

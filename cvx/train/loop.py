@@ -277,23 +277,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   return summary
 
 
-def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores the best (else newest) checkpoint and writes an eval report."""
+def restore(config: ml_collections.ConfigDict, workdir: str,
+            best: bool = True) -> tuple[Run, object, str]:
+  """(run, state, "best"|"latest"): the best (else newest) checkpoint, placed
+  for ``run.par``; for evaluation, inspection and notebooks."""
   run = setup(config, workdir)
   ckpts = checkpoint.Checkpoints(workdir, config.keep_checkpoints)
-  best = ckpts.latest_step(best=True) is not None
-  restored = ckpts.restore(run.par.abstract_state(run.state), best=best)
+  which = "best" if best and ckpts.latest_step(best=True) is not None else "latest"
+  restored = ckpts.restore(run.par.abstract_state(run.state), best=which == "best")
+  ckpts.close()
   if restored is None:
-    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to evaluate; "
+    raise FileNotFoundError(f"no checkpoint in {workdir}/checkpoints to restore; "
                             f"train first with --mode=train")
-  state = run.par.device_state(restored[0])
+  return run, run.par.device_state(restored[0]), which
+
+
+def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
+  """Restores the best (else newest) checkpoint and writes an eval report."""
+  run, state, which = restore(config, workdir)
   axis = parallel.AXIS if run.par.name == "pmap" else None
   eval_step = run.par.compile_eval(step_lib.make_eval_step(run.model, run.task,
                                                            config, axis))
   metrics, confusion = run_eval(run, state, eval_step)
   step = int(jax.device_get(run.par.host_state(state).step))
-  report = {"split": config.eval_split, "step": step,
-            "checkpoint": "best" if best else "latest", **metrics}
+  report = {"split": config.eval_split, "step": step, "checkpoint": which, **metrics}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
       json.dump({**report, "confusion_matrix": confusion.astype(int).tolist()}, f,
@@ -302,5 +309,4 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   writer = MetricWriter(workdir)
   writer.write(step, f"eval_{config.eval_split}", metrics)
   writer.close()
-  ckpts.close()
   return report

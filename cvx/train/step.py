@@ -16,10 +16,6 @@ from cvx.train import optim
 from cvx.train.state import TrainState
 
 
-def _images(batch, data: ml_collections.ConfigDict):
-  return preprocess.to_unit(batch["image"], data.image_size)
-
-
 def _variables(state: TrainState, params):
   variables = {"params": params}
   if state.batch_stats:
@@ -35,7 +31,7 @@ def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
   def step(state: TrainState, batch):
     task.check_batch(batch)
     aug_key, dropout_key = jax.random.split(jax.random.fold_in(state.rng, state.step))
-    x = _images(batch, data)
+    x = preprocess.to_unit(batch["image"], data.image_size)
     if augment is not None:
       first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * x.shape[0]
       x = augment(aug_key, x, first)
@@ -64,15 +60,27 @@ def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
   return step
 
 
+def make_predict(model, config: ml_collections.ConfigDict):
+  """Returns ``predict(state, images) -> (logits, features)`` in inference mode
+  for uint8 N×H×W×C images, preprocessed as in training (no augmentation)."""
+  data = config.data
+
+  def predict(state: TrainState, images):
+    x = preprocess.normalize(preprocess.to_unit(images, data.image_size),
+                             data.normalize, data.mean, data.std)
+    return model.apply(_variables(state, state.params), x, train=False)
+
+  return predict
+
+
 def make_eval_step(model, task, config: ml_collections.ConfigDict,
                    axis_name: str | None = None):
   """Returns ``step(state, batch) -> sums`` (masked; added up by the loop)."""
-  data = config.data
+  predict = make_predict(model, config)
 
   def step(state: TrainState, batch):
     task.check_batch(batch)
-    x = preprocess.normalize(_images(batch, data), data.normalize, data.mean, data.std)
-    logits, _ = model.apply(_variables(state, state.params), x, train=False)
+    logits, _ = predict(state, batch["image"])
     sums = task.eval_sums(logits, batch)
     return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
