@@ -104,3 +104,19 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
   params = restore_params(tmp_path)
   assert all(np.isfinite(v).all() for v in params.values())
   assert max(int(s) for s in os.listdir(tmp_path / "checkpoints" / "latest")) == kept
+
+
+def test_early_stopping_after_patience_evals_without_improvement(tmp_path, run_main):
+  # A zero learning rate never improves on the first eval.
+  run_main(tmp_path, "--config.batch_size=32", "--config.num_train_steps=100",
+           "--config.optimizer.learning_rate=0.0", "--config.schedule.name=constant",
+           "--config.eval_every_epochs=0.04", "--config.early_stopping_patience=2",
+           "--config.augment=")
+  with open(os.path.join(tmp_path, "summary.json")) as f:
+    summary = json.load(f)
+  evals = [r["step"] for r in read_metrics(tmp_path, "test")]
+  assert evals == [5, 10, 15]  # First eval is the best; two more, then stop.
+  assert summary["stopped_early"] and summary["steps"] == 15
+  assert summary["best"] == {"accuracy": read_metrics(tmp_path, "test")[0]["accuracy"],
+                             "step": 5}
+  assert "15" in os.listdir(os.path.join(tmp_path, "checkpoints", "latest"))
