@@ -31,17 +31,19 @@ def main_env(data_dir, devices=1):
   return env
 
 
+def run_cvx_main(data_dir, workdir, *overrides, devices=1, check=True, **kw):
+  """Runs ``python -m cvx.main`` in a subprocess; returns CompletedProcess."""
+  proc = subprocess.run(main_command(workdir, *overrides, **kw), cwd=REPO,
+                        env=main_env(data_dir, devices), capture_output=True,
+                        text=True, timeout=600)
+  if check and proc.returncode != 0:
+    raise AssertionError(f"cvx.main failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
+  return proc
+
+
 @pytest.fixture
 def run_main(data_dir):
-  """Runs ``python -m cvx.main`` in a subprocess; returns CompletedProcess."""
-
-  def run(workdir, *overrides, devices=1, check=True, **kw):
-    proc = subprocess.run(main_command(workdir, *overrides, **kw), cwd=REPO,
-                          env=main_env(data_dir, devices), capture_output=True,
-                          text=True, timeout=600)
-    if check and proc.returncode != 0:
-      raise AssertionError(f"cvx.main failed ({proc.returncode}):\n{proc.stderr[-4000:]}")
-    return proc
-
-  return run
+  """``run_cvx_main`` with this session's data_dir."""
+  return lambda workdir, *overrides, **kw: run_cvx_main(data_dir, workdir,
+                                                        *overrides, **kw)
 

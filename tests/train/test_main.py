@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 from tensorboard.backend.event_processing import event_accumulator
 
+from tests.conftest import run_cvx_main
 from tests.helpers import read_metrics, restore_params
 
 FAST = ["--config.batch_size=32", "--config.num_train_steps=40",
@@ -17,12 +18,8 @@ FAST = ["--config.batch_size=32", "--config.num_train_steps=40",
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, data_dir):
-  from tests.conftest import REPO, main_command, main_env
-  import subprocess
   workdir = str(tmp_path_factory.mktemp("run"))
-  proc = subprocess.run(main_command(workdir, *FAST), cwd=REPO,
-                        env=main_env(data_dir), capture_output=True, text=True)
-  assert proc.returncode == 0, proc.stderr[-4000:]
+  run_cvx_main(data_dir, workdir, *FAST)
   return workdir
 
 

@@ -6,7 +6,7 @@ import subprocess
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, main_command, main_env
+from tests.conftest import REPO, main_command, main_env, run_cvx_main
 from tests.helpers import read_metrics, restore_params
 
 # LeNet-5 with BatchNorm: its statistics must cover the global batch.
@@ -34,10 +34,7 @@ def one_device(tmp_path_factory, data_dir):
   runs = {}
   for dropout in ("0.25", "0.0"):
     workdir = str(tmp_path_factory.mktemp(f"one_{dropout}"))
-    proc = subprocess.run(
-        main_command(workdir, *ARGS, f"--config.model_kwargs.dropout_rate={dropout}"),
-        cwd=REPO, env=main_env(data_dir), capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    run_cvx_main(data_dir, workdir, *ARGS, f"--config.model_kwargs.dropout_rate={dropout}")
     runs[dropout] = workdir
   return runs
 

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from tests.conftest import REPO, main_command, main_env
+from tests.conftest import REPO, main_command, main_env, run_cvx_main
 from tests.helpers import read_metrics, restore_params
 
 ARGS = ["--config.batch_size=32", "--config.num_train_steps=60",
@@ -21,9 +21,7 @@ ARGS = ["--config.batch_size=32", "--config.num_train_steps=60",
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory, data_dir):
   workdir = str(tmp_path_factory.mktemp("reference"))
-  proc = subprocess.run(main_command(workdir, *ARGS), cwd=REPO,
-                        env=main_env(data_dir), capture_output=True, text=True)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  run_cvx_main(data_dir, workdir, *ARGS)
   return workdir
 
 
