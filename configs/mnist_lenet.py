@@ -25,7 +25,8 @@ def get_config(arg=None):
   config.model = args["model"]
   config.num_classes = 10
   config.batch_size = 64
-  config.num_epochs = 30
+  config.num_epochs = 40.0
+  config.label_smoothing = 0.1
   config.augment = "affine"
   config.optimizer.update(name="adamw", learning_rate=3e-3, weight_decay=1e-4)
   config.schedule.update(name="warmup_cosine", warmup_epochs=3.0)
