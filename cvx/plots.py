@@ -42,3 +42,18 @@ def lines(series: dict[str, tuple[list, list]], path: str, xlabel: str,
     ax.legend(fontsize=7)
   fig.tight_layout()
   fig.savefig(path, dpi=100)
+
+
+def roc_curves(curves: dict, aucs: list[float], path: str) -> None:
+  """One-vs-rest ROC curves ``{class: (fpr, tpr)}`` with their AUCs."""
+  fig = Figure(figsize=(5.5, 5))
+  ax = fig.subplots()
+  for c, (fpr, tpr) in curves.items():
+    ax.plot(fpr, tpr, linewidth=1, label=f"{c} (AUC {aucs[c]:.4f})")
+  ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+  ax.set(xlabel="false positive rate", ylabel="true positive rate",
+         title="ROC, one vs rest", xlim=(0, 1), ylim=(0, 1.01))
+  if len(curves) <= 20:
+    ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)

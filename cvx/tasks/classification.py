@@ -9,7 +9,10 @@ import dataclasses
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
+
+from cvx import metrics as metrics_lib
 
 
 @dataclasses.dataclass(frozen=True)
@@ -63,3 +66,29 @@ class Classification:
             "accuracy": float(sums["correct"]) / count,
             "count": int(count)}
 
+
+  def report(self, logits, labels, mask) -> tuple[dict, dict]:
+    """Full-split report: (metrics, one-vs-rest ROC curves per class).
+
+    Metrics: accuracy, top-5 accuracy (K > 5), macro/weighted precision,
+    recall and F1, per-class values, and one-vs-rest ROC AUC of the softmax.
+    """
+    probs = jax.nn.softmax(jnp.asarray(logits), axis=-1)
+    confusion = metrics_lib.confusion_matrix(labels, logits.argmax(-1),
+                                             self.num_classes, mask)
+    prf = metrics_lib.precision_recall_f1(confusion)
+    per_class_auc, macro_auc = metrics_lib.roc_auc_ovr(probs, labels, mask)
+    out = {"accuracy": float(metrics_lib.accuracy(logits, labels, mask)),
+           "roc_auc_ovr_macro": float(macro_auc),
+           **{k: float(v) for k, v in prf.items() if v.ndim == 0},
+           "per_class": {k: np.asarray(prf[k]).tolist()
+                         for k in ("precision", "recall", "f1", "support")}}
+    out["per_class"]["roc_auc"] = np.asarray(per_class_auc).tolist()
+    if self.num_classes > 5:
+      out["top5_accuracy"] = float(metrics_lib.top_k_accuracy(logits, labels, 5, mask))
+    curves = {}
+    for c in range(self.num_classes):
+      fpr, tpr, _, valid = map(np.asarray, metrics_lib.roc_curve(
+          probs[:, c], labels == c, mask))
+      curves[c] = (fpr[valid], tpr[valid])
+    return out, curves

@@ -21,6 +21,7 @@ from absl import logging
 from tqdm import tqdm
 
 from cvx import augment, models, plots, tasks
+from cvx import metrics as metrics_lib
 from cvx.data import pipeline, sources
 from cvx.train import checkpoint, optim, parallel, step as step_lib
 from cvx.train import state as state_lib
@@ -292,21 +293,38 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
   return run, run.par.device_state(restored[0]), which
 
 
+def collect_outputs(run: Run, state) -> dict[str, np.ndarray]:
+  """Logits, labels and mask of every eval row (padding included), as numpy."""
+  step = run.par.compile_eval(step_lib.make_outputs_step(run.model, run.config))
+  batches = pipeline.prefetch(
+      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config)),
+      run.par.put_batch, run.config.data.prefetch)
+  parts = [run.par.rows(step(state, batch)) for batch in batches]
+  return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
-  """Restores the best (else newest) checkpoint and writes an eval report."""
+  """Restores the best (else newest) checkpoint; writes ``eval_metrics.json``
+  (metrics, per-class values, confusion matrix), ``confusion_matrix.png`` and
+  ``roc_curves.png``."""
   run, state, which = restore(config, workdir)
-  axis = parallel.AXIS if run.par.name == "pmap" else None
-  eval_step = run.par.compile_eval(step_lib.make_eval_step(run.model, run.task,
-                                                           config, axis))
-  metrics, confusion = run_eval(run, state, eval_step)
+  outputs = collect_outputs(run, state)
+  logits, labels, mask = outputs["logits"], outputs["label"], outputs["mask"]
+  report, curves = run.task.report(logits, labels, mask)
+  confusion = np.asarray(metrics_lib.confusion_matrix(
+      labels, logits.argmax(-1), config.num_classes, mask))
   step = int(jax.device_get(run.par.host_state(state).step))
-  report = {"split": config.eval_split, "step": step, "checkpoint": which, **metrics}
+  report = {"split": config.eval_split, "step": step, "checkpoint": which,
+            "count": int(mask.sum()), **report}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
       json.dump({**report, "confusion_matrix": confusion.astype(int).tolist()}, f,
                 indent=2)
     plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
+    plots.roc_curves(curves, report["per_class"]["roc_auc"],
+                     os.path.join(workdir, "roc_curves.png"))
   writer = MetricWriter(workdir)
-  writer.write(step, f"eval_{config.eval_split}", metrics)
+  writer.write(step, f"eval_{config.eval_split}",
+               {k: v for k, v in report.items() if isinstance(v, float)})
   writer.close()
   return report

@@ -69,6 +69,10 @@ class JitParallel:
   def metrics(self, metrics):
     return metrics
 
+  def rows(self, outputs):
+    """Per-example outputs of an eval-compiled step (replicated) → numpy."""
+    return jax.tree.map(np.asarray, outputs)
+
 
 class PmapParallel:
   """``jax.pmap`` over local devices; collectives span all processes."""
@@ -97,6 +101,14 @@ class PmapParallel:
 
   def metrics(self, metrics):
     return jax.tree.map(lambda m: m[0], metrics)
+
+  def rows(self, outputs):
+    """Per-example outputs, local devices × rows → all rows of all processes."""
+    local = jax.tree.map(lambda x: np.asarray(x).reshape((-1,) + x.shape[2:]), outputs)
+    if jax.process_count() == 1:
+      return local
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    return jax.tree.map(np.asarray, multihost_utils.process_allgather(local, tiled=True))
 
 
 def create(name: str):

@@ -85,3 +85,15 @@ def make_eval_step(model, task, config: ml_collections.ConfigDict,
     return sums if axis_name is None else jax.lax.psum(sums, axis_name)
 
   return step
+
+
+def make_outputs_step(model, config: ml_collections.ConfigDict):
+  """Returns ``step(state, batch) -> {logits, label, mask}`` per example, for
+  reports that need every score (ROC curves)."""
+  predict = make_predict(model, config)
+
+  def step(state: TrainState, batch):
+    logits, _ = predict(state, batch["image"])
+    return {"logits": logits, "label": batch["label"], "mask": batch["mask"]}
+
+  return step

@@ -1,6 +1,7 @@
 """``python -m cvx.main`` end to end: what lands in the workdir, eval, errors."""
 import json
 import os
+import shutil
 
 import numpy as np
 import pytest
@@ -63,7 +64,27 @@ def test_eval_mode_restores_the_best_checkpoint(trained, run_main):
   confusion = np.array(report["confusion_matrix"])
   assert confusion.sum() == 1000 and confusion.sum(axis=1).tolist() == [100] * 10
   assert np.trace(confusion) == round(1000 * report["accuracy"])
-  assert Image.open(os.path.join(trained, "confusion_matrix.png")).size[0] > 100
+  per_class = report["per_class"]
+  np.testing.assert_allclose(report["macro_recall"], np.mean(per_class["recall"]),
+                             rtol=1e-5)
+  np.testing.assert_allclose(per_class["recall"], np.diag(confusion) / 100, rtol=1e-5)
+  assert 0.5 < report["roc_auc_ovr_macro"] <= 1
+  for png in ("confusion_matrix.png", "roc_curves.png"):
+    assert Image.open(os.path.join(trained, png)).size[0] > 100
+
+
+def test_eval_report_is_the_same_under_pmap_on_two_devices(trained, run_main,
+                                                           tmp_path):
+  with open(os.path.join(trained, "eval_metrics.json")) as f:
+    jit_report = json.load(f)
+  workdir = tmp_path / "copy"
+  shutil.copytree(trained, workdir)
+  run_main(workdir, *FAST, "--config.parallel=pmap", mode="eval", devices=2)
+  with open(workdir / "eval_metrics.json") as f:
+    pmap_report = json.load(f)
+  assert pmap_report["confusion_matrix"] == jit_report["confusion_matrix"]
+  assert pmap_report["roc_auc_ovr_macro"] == pytest.approx(
+      jit_report["roc_auc_ovr_macro"], abs=1e-6)
 
 
 def test_misspelled_override_names_the_closest_key(tmp_path, run_main):
