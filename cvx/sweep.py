@@ -21,11 +21,15 @@ from absl import app, flags, logging
 
 from cvx import plots
 
-_CONFIG = flags.DEFINE_string("config", None, "Config file with get_sweep(), "
-                              "optionally with ':args'.")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Sweep directory.")
-_PARALLEL = flags.DEFINE_integer("parallel", 1, "Points run at once.")
-flags.mark_flags_as_required(["config", "workdir"])
+
+
+def define_flags() -> None:
+  """The CLI's flags (defined on demand: the helpers here are also a library)."""
+  flags.DEFINE_string("config", None, "Config file with get_sweep(), optionally "
+                      "with ':args'.")
+  flags.DEFINE_string("workdir", None, "Sweep directory.")
+  flags.DEFINE_integer("parallel", 1, "Points run at once.")
+  flags.mark_flags_as_required(["config", "workdir"])
 
 
 def load_sweep(config_spec: str) -> list[dict]:
@@ -108,16 +112,19 @@ def main(argv):
   unexpected = [a for a in argv[1:] if not a.startswith("--config.")]
   if unexpected:
     raise app.UsageError(f"unexpected arguments: {unexpected}")
-  points = load_sweep(_CONFIG.value)
-  os.makedirs(_WORKDIR.value, exist_ok=True)
-  dirs = [os.path.join(_WORKDIR.value, point_name(i, p)) for i, p in enumerate(points)]
-  with concurrent.futures.ThreadPoolExecutor(_PARALLEL.value) as pool:
-    summaries = list(pool.map(lambda a: run_point(_CONFIG.value, *a, shared),
+  config, workdir = flags.FLAGS.config, flags.FLAGS.workdir
+  points = load_sweep(config)
+  os.makedirs(workdir, exist_ok=True)
+  dirs = [os.path.join(workdir, point_name(i, p)) for i, p in enumerate(points)]
+  with concurrent.futures.ThreadPoolExecutor(flags.FLAGS.parallel) as pool:
+    summaries = list(pool.map(lambda a: run_point(config, *a, shared),
                               zip(dirs, points)))
   rows = [result_row(p, s) for p, s in zip(points, summaries)]
-  write_results(_WORKDIR.value, rows, list(points[0]))
-  print(open(os.path.join(_WORKDIR.value, "results.md")).read())
+  write_results(workdir, rows, list(points[0]))
+  with open(os.path.join(workdir, "results.md")) as f:
+    print(f.read())
 
 
 if __name__ == "__main__":
+  define_flags()
   app.run(main, flags_parser=lambda argv: flags.FLAGS(argv, known_only=True))
