@@ -4,6 +4,7 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cvx.models.features import tap
 from cvx.models.registry import register
 
 
@@ -33,15 +34,15 @@ class LeNet5(nn.Module):
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                          axis_name=self.bn_axis_name, dtype=self.dtype,
                          name=f"bn{i}")(x)
-      x = nn.relu(x)
-      features[f"stage{i}"] = x
+      x = tap(self, features, f"stage{i}", nn.relu(x))
+      if i == 2:
+        x = tap(self, features, "last_conv", x)
       x = nn.max_pool(x, (2, 2), strides=(2, 2))
-    features["last_conv"] = features["stage2"]
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(120, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
     x = nn.relu(nn.Dense(84, dtype=self.dtype, name="fc2")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    features["pre_logits"] = x
+    x = tap(self, features, "pre_logits", x)
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
     return logits.astype(jnp.float32), features

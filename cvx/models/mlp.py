@@ -4,6 +4,7 @@ from typing import Any, Callable, Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cvx.models.features import tap
 from cvx.models.registry import register
 
 
@@ -27,7 +28,7 @@ class MLP(nn.Module):
     for i, width in enumerate(self.hidden):
       x = self.activation(nn.Dense(width, dtype=self.dtype, name=f"dense{i}")(x))
       x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-      features[f"hidden{i}"] = x
+      x = tap(self, features, f"hidden{i}", x)
     features["pre_logits"] = x
     logits = nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)
     return logits.astype(jnp.float32), features
