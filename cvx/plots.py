@@ -3,6 +3,7 @@
 Uses matplotlib's object API (``Figure``) rather than pyplot, so it needs no
 GUI backend and leaves a notebook's pyplot state alone.
 """
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -55,5 +56,34 @@ def roc_curves(curves: dict, aucs: list[float], path: str) -> None:
          title="ROC, one vs rest", xlim=(0, 1), ylim=(0, 1.01))
   if len(curves) <= 20:
     ax.legend(fontsize=7, loc="lower right")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+
+
+def overlay(image: np.ndarray, heat: np.ndarray, alpha: float = 0.4,
+            colormap: str = "jet") -> np.ndarray:
+  """Colour-mapped ``heat`` (H×W in [0, 1]) over ``image`` (H×W[×C], uint8 or
+  float in [0, 1]) → H×W×3 uint8."""
+  base = np.asarray(image, np.float32)
+  base = base / 255.0 if np.asarray(image).dtype == np.uint8 else base
+  if base.ndim == 2 or base.shape[-1] == 1:
+    base = np.repeat(base.reshape(base.shape[:2] + (1,)), 3, axis=-1)
+  colours = matplotlib.colormaps[colormap](np.clip(heat, 0, 1))[..., :3]
+  return np.round(255 * ((1 - alpha) * base + alpha * colours)).astype(np.uint8)
+
+
+def image_grid(images: list[np.ndarray], titles: list[str], path: str,
+               columns: int = 8, title: str = "") -> None:
+  """Images (H×W×3 uint8) in a grid with a title each, saved as PNG."""
+  rows = max(1, -(-len(images) // columns))
+  fig = Figure(figsize=(1.6 * columns, 1.8 * rows + 0.4))
+  axes = np.atleast_1d(fig.subplots(rows, columns)).ravel()
+  for ax in axes:
+    ax.axis("off")
+  for ax, image, text in zip(axes, images, titles):
+    ax.imshow(image)
+    ax.set_title(text, fontsize=8)
+  if title:
+    fig.suptitle(title)
   fig.tight_layout()
   fig.savefig(path, dpi=100)

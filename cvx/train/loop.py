@@ -23,6 +23,7 @@ from tqdm import tqdm
 from cvx import augment, models, plots, tasks
 from cvx import metrics as metrics_lib
 from cvx.data import pipeline, sources
+from cvx.explain import cam
 from cvx.train import checkpoint, optim, parallel, step as step_lib
 from cvx.train import state as state_lib
 from cvx.train.writers import MetricWriter
@@ -303,10 +304,36 @@ def collect_outputs(run: Run, state) -> dict[str, np.ndarray]:
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
+def _gradcam_grid(run: Run, state, predicted, labels, mask, path: str,
+                  per_kind: int = 8, layer: str = "last_conv") -> None:
+  """Grad-CAM of the predicted class on the first correct and wrong examples."""
+  host = run.par.host_state(state)
+  variables = jax.device_get(step_lib.inference_variables(host))
+  probe = run.eval_src.read(np.arange(1))["image"]
+  _, taps = run.model.apply(variables, step_lib.eval_inputs(probe, run.config),
+                            train=False, mutable=["perturbations"])
+  if layer not in taps.get("perturbations", {}):
+    logging.info("No Grad-CAM grid: model %s taps no %r.", run.config.model, layer)
+    return
+  real = np.flatnonzero(mask)
+  right = real[predicted[real] == labels[real]][:per_kind]
+  wrong = real[predicted[real] != labels[real]][:per_kind]
+  index = np.concatenate([right, wrong])
+  images = run.eval_src.read(index)["image"]
+  maps = cam.grad_cam(run.model, variables, step_lib.eval_inputs(images, run.config),
+                      layer=layer, target=predicted[index])
+  maps = np.asarray(cam.upsample(cam.normalize(maps), images.shape[1:3]))
+  tiles = [plots.overlay(im, m) for im, m in zip(images, maps)]
+  titles = [f"{'✓' if i in right else '✗'} {labels[i]}→{predicted[i]}" for i in index]
+  plots.image_grid(tiles, titles, path,
+                   title=f"Grad-CAM ({layer}) of the predicted class: "
+                         f"{len(right)} correct, {len(wrong)} wrong")
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Restores the best (else newest) checkpoint; writes ``eval_metrics.json``
-  (metrics, per-class values, confusion matrix), ``confusion_matrix.png`` and
-  ``roc_curves.png``."""
+  (metrics, per-class values, confusion matrix), ``confusion_matrix.png``,
+  ``roc_curves.png`` and ``gradcam_grid.png`` (correct and wrong examples)."""
   run, state, which = restore(config, workdir)
   outputs = collect_outputs(run, state)
   logits, labels, mask = outputs["logits"], outputs["label"], outputs["mask"]
@@ -323,6 +350,8 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
     plots.roc_curves(curves, report["per_class"]["roc_auc"],
                      os.path.join(workdir, "roc_curves.png"))
+    _gradcam_grid(run, state, logits.argmax(-1), labels, mask,
+                  os.path.join(workdir, "gradcam_grid.png"))
   writer = MetricWriter(workdir)
   writer.write(step, f"eval_{config.eval_split}",
                {k: v for k, v in report.items() if isinstance(v, float)})

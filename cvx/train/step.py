@@ -60,15 +60,26 @@ def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
   return step
 
 
+def eval_inputs(images, config: ml_collections.ConfigDict):
+  """uint8 N×H×W×C → the model's input, preprocessed as in training without
+  augmentation."""
+  data = config.data
+  return preprocess.normalize(preprocess.to_unit(images, data.image_size),
+                              data.normalize, data.mean, data.std)
+
+
+def inference_variables(state: TrainState) -> dict:
+  """The variables ``model.apply(..., train=False)`` needs."""
+  return _variables(state, state.params)
+
+
 def make_predict(model, config: ml_collections.ConfigDict):
   """Returns ``predict(state, images) -> (logits, features)`` in inference mode
-  for uint8 N×H×W×C images, preprocessed as in training (no augmentation)."""
-  data = config.data
+  for uint8 N×H×W×C images."""
 
   def predict(state: TrainState, images):
-    x = preprocess.normalize(preprocess.to_unit(images, data.image_size),
-                             data.normalize, data.mean, data.std)
-    return model.apply(_variables(state, state.params), x, train=False)
+    return model.apply(inference_variables(state), eval_inputs(images, config),
+                       train=False)
 
   return predict
 
