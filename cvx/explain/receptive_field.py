@@ -1,0 +1,51 @@
+"""Receptive fields: analytic (per layer) and effective (by gradient), seed 001.
+
+The analytic receptive field of a chain of layers with kernel kᵢ and stride sᵢ
+grows as rᵢ = rᵢ₋₁ + (kᵢ − 1)·jᵢ₋₁ with jump jᵢ = jᵢ₋₁·sᵢ (r₀ = j₀ = 1). The
+effective receptive field (Luo et al., 2016) is the gradient of one output unit
+with respect to the input: the pixels that actually influence it, and how much.
+"""
+import jax
+import jax.numpy as jnp
+
+
+def analytic(layers: list[tuple[int, int]]) -> list[tuple[int, int]]:
+  """``[(kernel, stride), ...]`` → ``[(receptive field, jump), ...]`` per layer."""
+  rf, jump, out = 1, 1, []
+  for kernel, stride in layers:
+    if kernel < 1 or stride < 1:
+      raise ValueError(f"kernel and stride must be ≥ 1, got ({kernel}, {stride})")
+    rf, jump = rf + (kernel - 1) * jump, jump * stride
+    out.append((rf, jump))
+  return out
+
+
+def effective(model, variables, images, layer: str, position=None):
+  """|∂ unit / ∂ input| summed over input channels: N×H×W float32.
+
+  The unit is channel-sum of feature ``layer`` at ``position`` (row, col; the
+  centre by default), for each image separately.
+  """
+  _, features = model.apply(variables, images, train=False)
+  if layer not in features:
+    raise ValueError(f"layer {layer!r} is not a feature of {type(model).__name__}; "
+                     f"available: {sorted(features)}")
+  h, w = features[layer].shape[1:3]
+  row, col = position if position is not None else (h // 2, w // 2)
+  if not (0 <= row < h and 0 <= col < w):
+    raise ValueError(f"position {(row, col)} is outside the {h}×{w} map of {layer!r}")
+
+  def unit(x):
+    _, f = model.apply(variables, x, train=False)
+    return f[layer][:, row, col, :].sum()
+
+  return jnp.abs(jax.grad(unit)(images)).sum(axis=-1)
+
+
+def support(erf) -> tuple[int, int]:
+  """Height and width of the bounding box of the non-zero entries (H×W map)."""
+  rows = jnp.flatnonzero(erf.any(axis=1))
+  cols = jnp.flatnonzero(erf.any(axis=0))
+  if rows.size == 0:
+    return 0, 0
+  return int(rows[-1] - rows[0] + 1), int(cols[-1] - cols[0] + 1)
