@@ -28,13 +28,15 @@ def feature_and_gradient(model, variables, images, layer: str, target=None):
   def score(perturb):
     logits, _ = model.apply({**variables, "perturbations": perturb}, images,
                             train=False)
-    return _target_scores(logits, target).sum(), logits
+    return target_scores(logits, target).sum(), logits
 
   grads, logits = jax.grad(score, has_aux=True)(perturbations["perturbations"])
   return features[layer], grads[layer], logits
 
 
-def _target_scores(logits, target):
+def target_scores(logits, target):
+  """Each example's score: its target logit, or for a binary model (one
+  logit) the logit signed towards the predicted class."""
   if logits.shape[-1] == 1:  # Binary: the logit, signed towards the prediction.
     z = logits[:, 0]
     return jnp.where(z >= 0, z, -z)  # sigmoid(z) ≥ 0.5 ⇔ z ≥ 0
