@@ -57,6 +57,21 @@ def grad_cam(model, variables, images, layer: str = "last_conv", target=None,
   return jax.nn.relu(maps) if relu else maps
 
 
+def grad_cam_plus_plus(model, variables, images, layer: str = "last_conv",
+                       target=None):
+  """Grad-CAM++ (Chattopadhay et al., 2018), with the exponential-score
+  approximation of the higher derivatives used by its reference code:
+
+  aᵢⱼₖ = g² / (2g² + Σᵢⱼ Aₖ · g³),  wₖ = Σᵢⱼ aᵢⱼₖ ReLU(gᵢⱼₖ),  map = ReLU(Σₖ wₖ Aₖ).
+  """
+  a, g, _ = feature_and_gradient(model, variables, images, layer, target)
+  sum_a = a.sum(axis=(1, 2), keepdims=True)
+  denominator = 2 * g ** 2 + sum_a * g ** 3
+  alpha = jnp.where(g != 0, g ** 2 / jnp.where(denominator != 0, denominator, 1.0), 0.0)
+  weights = (alpha * jax.nn.relu(g)).sum(axis=(1, 2))
+  return jax.nn.relu(jnp.einsum("nhwk,nk->nhw", a, weights))
+
+
 def cam(feature_map, head_kernel, target):
   """CAM (Zhou et al.) for GAP → Dense models: Σₖ w[k, target] Aₖ.
 

@@ -94,3 +94,19 @@ def test_unknown_layer_lists_the_tapped_ones():
   images = jnp.zeros((1, 28, 28, 1))
   with pytest.raises(ValueError, match=r"layer 'conv9'.*'last_conv'.*'stage1'"):
     cam.grad_cam(model, _init_lenet(model, images), images, layer="conv9")
+
+
+def test_grad_cam_plus_plus_closed_form_for_gap_dense():
+  # With GAP → Dense the gradient is cₖ = w[k, t]/(h·w) everywhere, so the
+  # weights reduce to wₖ = h·w·cₖ/(2 + Sₖ·cₖ) for cₖ > 0 (Sₖ = Σᵢⱼ Aₖ), else 0.
+  model = GapNet(num_classes=4)
+  variables = _init(model)
+  target = jnp.array([0, 3, 1, 1, 2])
+  maps = cam.grad_cam_plus_plus(model, variables, IMAGES, target=target)
+  _, features = model.apply(variables, IMAGES)
+  a = np.asarray(features["last_conv"])
+  c = np.asarray(variables["params"]["head"]["kernel"])[:, np.asarray(target)].T / 144
+  s = a.sum(axis=(1, 2))
+  weights = np.where(c > 0, 144 * c / (2 + s * c), 0.0)
+  want = np.maximum(np.einsum("nhwk,nk->nhw", a, weights), 0)
+  np.testing.assert_allclose(maps, want, rtol=1e-4, atol=1e-7)
