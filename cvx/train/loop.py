@@ -162,118 +162,150 @@ def _improved(value: float, best: float | None, mode: str) -> bool:
   return value > best if mode == "max" else value < best
 
 
+class _Throughput:
+  """Training images/s: from the end of the first (compiling) step, with
+  evaluation time left out."""
+
+  def __init__(self):
+    self.images, self.start, self.paused = 0, None, 0.0
+
+  def step_done(self, batch_size: int, metrics) -> None:
+    if self.start is None:
+      jax.block_until_ready(metrics)
+      self.start = time.time()
+    else:
+      self.images += batch_size
+
+  def exclude(self, seconds: float) -> None:
+    self.paused += seconds
+
+  @property
+  def seconds(self) -> float:
+    return 0.0 if self.start is None else time.time() - self.start - self.paused
+
+  @property
+  def rate(self) -> float | None:
+    return self.images / self.seconds if self.seconds > 0 else None
+
+
+def _resume(run: Run, ckpts: checkpoint.Checkpoints):
+  """(state, meta, start step) from the newest checkpoint, or the fresh state."""
+  meta = {"best_metric": None, "best_step": None, "evals_without_improvement": 0,
+          "stopped_early": False}
+  state = run.state
+  restored = ckpts.restore(run.par.abstract_state(state))
+  if restored is not None:
+    state, meta = run.par.device_state(restored[0]), restored[1]
+  start_step = int(jax.device_get(run.par.host_state(state).step))
+  if restored is not None:
+    _say(f"Resumed from step {start_step} (checkpoint in {run.workdir}/checkpoints).")
+  return state, meta, start_step
+
+
+def _track_best(run: Run, ckpts, state, step: int, metrics: dict, meta: dict) -> None:
+  """Saves the best checkpoint and updates the early-stopping counters."""
+  cfg = run.config
+  if _improved(metrics[cfg.best_metric], meta["best_metric"], cfg.best_mode):
+    meta.update(best_metric=metrics[cfg.best_metric], best_step=step,
+                evals_without_improvement=0)
+    ckpts.save_best(step, run.par.host_state(state), meta)
+  else:
+    meta["evals_without_improvement"] += 1
+  patience = cfg.early_stopping_patience
+  if patience and meta["evals_without_improvement"] >= patience:
+    meta["stopped_early"] = True
+    _say(f"Early stop at step {step}: no {cfg.best_metric} improvement in "
+         f"{patience} evals.")
+
+
+def _write_summary(run: Run, state, step: int, meta: dict, last_eval: dict,
+                   confusion, throughput: _Throughput, start_time: float) -> dict:
+  cfg = run.config
+  params = run.par.host_state(state).params
+  summary = {
+      "model": cfg.model, "dataset": cfg.dataset, "steps": step,
+      "epochs": step / run.sampler.steps_per_epoch,
+      "stopped_early": meta["stopped_early"], "final": last_eval,
+      "best": {cfg.best_metric: meta["best_metric"], "step": meta["best_step"]},
+      "params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+      "wall_time_s": time.time() - start_time,
+      "train_time_s": throughput.seconds, "images_per_s": throughput.rate,
+  }
+  if jax.process_index() == 0:
+    with open(os.path.join(run.workdir, "summary.json"), "w") as f:
+      json.dump(summary, f, indent=2)
+    plots.confusion_matrix(confusion, os.path.join(run.workdir, "confusion_matrix.png"))
+  return summary
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains to ``total_steps`` (or an early stop) and returns the summary."""
   start_time = time.time()
   run = setup(config, workdir)
-  state, par, cfg = run.state, run.par, config
+  cfg, par = config, run.par
   ckpts = checkpoint.Checkpoints(workdir, cfg.keep_checkpoints)
-  meta = {"best_metric": None, "best_step": None, "evals_without_improvement": 0,
-          "stopped_early": False}
-  restored = ckpts.restore(par.abstract_state(state))
-  if restored is not None:
-    state, meta = par.device_state(restored[0]), restored[1]
-  start_step = int(jax.device_get(par.host_state(state).step))
-  if restored is not None:
-    _say(f"Resumed from step {start_step} (checkpoint in {workdir}/checkpoints).")
-
+  state, meta, step = _resume(run, ckpts)
   axis = parallel.AXIS if par.name == "pmap" else None
   train_step = par.compile_train(step_lib.make_train_step(
       run.model, run.task, run.tx, cfg, run.augment_fn, axis))
   eval_step = par.compile_eval(step_lib.make_eval_step(run.model, run.task, cfg, axis))
-  writer = MetricWriter(workdir)
-  preemption = _Preemption()
+  writer, preemption, throughput = MetricWriter(workdir), _Preemption(), _Throughput()
   spe = run.sampler.steps_per_epoch
   eval_every = max(1, round(cfg.eval_every_epochs * spe))
   batches = pipeline.prefetch(
-      pipeline.train_batches(run.train_src, run.sampler, start_step, run.total_steps),
+      pipeline.train_batches(run.train_src, run.sampler, step, run.total_steps),
       par.put_batch, cfg.data.prefetch)
-  bar = tqdm(total=run.total_steps, initial=start_step, unit="step",
-             disable=not cfg.progress_bar or jax.process_index() != 0,
-             dynamic_ncols=True)
-
+  bar = tqdm(total=run.total_steps, initial=step, unit="step", dynamic_ncols=True,
+             disable=not cfg.progress_bar or jax.process_index() != 0)
   pending, last_eval, confusion = [], None, None
-  timed_images, t0 = 0, None
-  step = start_step
 
   def flush():
     """Syncs pending step metrics; stops on a non-finite loss."""
-    nonlocal pending
     host = [(s, jax.device_get(m)) for s, m in pending]
-    pending = []
+    pending.clear()
     bad = _first_nonfinite(host)
     if bad is not None:
-      kept = ckpts.latest_step()
       raise FloatingPointError(
           f"loss is {bad[1]} at step {bad[0]}; training stopped. The last good "
-          f"checkpoint (step {kept}) is kept in {workdir}/checkpoints.")
+          f"checkpoint (step {ckpts.latest_step()}) is kept in {workdir}/checkpoints.")
     return host
 
   for batch in batches:
     state, metrics = train_step(state, batch)
     step += 1
     pending.append((step, par.metrics(metrics)))
-    if t0 is None:  # Exclude the first step (compilation) from throughput.
-      jax.block_until_ready(metrics)
-      t0 = time.time()
-    else:
-      timed_images += cfg.batch_size
+    throughput.step_done(cfg.batch_size, metrics)
     bar.update(1)
     is_last = step == run.total_steps
     if step % cfg.log_every_steps == 0 or is_last:
-      host = flush()
-      train_metrics = _mean_metrics(host)
-      elapsed = time.time() - t0
-      rate = timed_images / elapsed if elapsed > 0 else 0.0
-      writer.write(step, "train", {**train_metrics, "images_per_s": rate,
-                                   "epoch": step / spe})
-      bar.set_postfix(loss=f"{train_metrics['loss']:.4f}", img_s=f"{rate:.0f}")
+      train_metrics = _mean_metrics(flush())
+      writer.write(step, "train", {**train_metrics, "epoch": step / spe,
+                                   "images_per_s": throughput.rate or 0.0})
+      bar.set_postfix(loss=f"{train_metrics['loss']:.4f}",
+                      img_s=f"{throughput.rate or 0:.0f}")
     if step % eval_every == 0 or is_last:
       flush()
       t_eval = time.time()
       last_eval, confusion = run_eval(run, state, eval_step)
-      t0 += time.time() - t_eval  # Eval time is not training time.
+      throughput.exclude(time.time() - t_eval)
       writer.write(step, cfg.eval_split, last_eval)
-      value = last_eval[cfg.best_metric]
-      if _improved(value, meta["best_metric"], cfg.best_mode):
-        meta.update(best_metric=value, best_step=step, evals_without_improvement=0)
-        ckpts.save_best(step, par.host_state(state), meta)
-      else:
-        meta["evals_without_improvement"] += 1
-      patience = cfg.early_stopping_patience
-      if patience and meta["evals_without_improvement"] >= patience:
-        meta["stopped_early"] = True
-        _say(f"Early stop at step {step}: no {cfg.best_metric} improvement "
-             f"in {patience} evals.")
-    stop = meta["stopped_early"] or preemption.reached(step)
-    if step % cfg.checkpoint_every_steps == 0 or is_last or stop:
+      _track_best(run, ckpts, state, step, last_eval, meta)
+    preempted = not meta["stopped_early"] and preemption.reached(step)
+    ending = is_last or meta["stopped_early"] or preempted
+    if step % cfg.checkpoint_every_steps == 0 or ending:
       flush()
       ckpts.save(step, par.host_state(state), meta)
-    if stop:
-      if not meta["stopped_early"]:
-        _say(f"SIGTERM: saved a checkpoint at step {step}; exiting.")
-        ckpts.close()
-        raise SystemExit(143)
+    if preempted:
+      _say(f"SIGTERM: saved a checkpoint at step {step}; exiting.")
+      ckpts.close()
+      raise SystemExit(143)
+    if meta["stopped_early"]:
       break
   bar.close()
-  train_time = (time.time() - t0) if t0 else 0.0
-
   if last_eval is None:  # Resumed at the very end: evaluate once for the summary.
     last_eval, confusion = run_eval(run, state, eval_step)
-  summary = {
-      "model": cfg.model, "dataset": cfg.dataset, "steps": step,
-      "epochs": step / spe, "stopped_early": meta["stopped_early"],
-      "final": last_eval,
-      "best": {cfg.best_metric: meta["best_metric"], "step": meta["best_step"]},
-      "params": int(sum(np.size(p) for p in
-                        jax.tree.leaves(par.host_state(state).params))),
-      "wall_time_s": time.time() - start_time, "train_time_s": train_time,
-      "images_per_s": timed_images / train_time if train_time > 0 else None,
-  }
-  if jax.process_index() == 0:
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-      json.dump(summary, f, indent=2)
-    plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
+  summary = _write_summary(run, state, step, meta, last_eval, confusion, throughput,
+                           start_time)
   writer.close()
   ckpts.close()
   return summary
