@@ -23,7 +23,7 @@ from tqdm import tqdm
 from cvx import augment, models, plots, tasks
 from cvx import metrics as metrics_lib
 from cvx.data import pipeline, sources
-from cvx.explain import cam
+from cvx.explain import cam, visualize
 from cvx.train import checkpoint, optim, parallel, step as step_lib
 from cvx.train import state as state_lib
 from cvx.train.writers import MetricWriter
@@ -362,10 +362,36 @@ def _gradcam_grid(run: Run, state, predicted, labels, mask, path: str,
                          f"{len(right)} correct, {len(wrong)} wrong")
 
 
+def _filters_and_feature_maps(run: Run, state, workdir: str) -> None:
+  """``filters.png`` (the first conv layer's kernels) and
+  ``feature_maps_<name>.png`` (each tapped conv feature of the first eval image)."""
+  variables = jax.device_get(step_lib.inference_variables(run.par.host_state(state)))
+  kernels = [k for k in jax.tree.leaves(variables["params"]) if np.ndim(k) == 4]
+  if kernels:
+    tiles = visualize.filter_tiles(kernels[0])
+    plots.image_grid(tiles, [str(i) for i in range(len(tiles))],
+                     os.path.join(workdir, "filters.png"),
+                     title=f"first conv layer: {len(tiles)} filters {kernels[0].shape[:3]}")
+  image = run.eval_src.read(np.arange(1))["image"]
+  _, features = run.model.apply(variables, step_lib.eval_inputs(image, run.config),
+                                train=False)
+  written = []
+  for name, feature in features.items():
+    feature = np.asarray(feature)
+    if feature.ndim != 4 or any(np.array_equal(feature, w) for w in written):
+      continue  # Not a map, or an alias of one already drawn (last_conv).
+    written.append(feature)
+    tiles = visualize.feature_map_tiles(feature[0], limit=32)
+    plots.image_grid(tiles, [f"{name}[{c}]" for c in range(len(tiles))],
+                     os.path.join(workdir, f"feature_maps_{name}.png"),
+                     title=f"{name} of the first {run.config.eval_split} image")
+
+
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Restores the best (else newest) checkpoint; writes ``eval_metrics.json``
   (metrics, per-class values, confusion matrix), ``confusion_matrix.png``,
-  ``roc_curves.png`` and ``gradcam_grid.png`` (correct and wrong examples)."""
+  ``roc_curves.png``, ``gradcam_grid.png`` (correct and wrong examples),
+  ``filters.png`` and ``feature_maps_<feature>.png``."""
   run, state, which = restore(config, workdir)
   outputs = collect_outputs(run, state)
   logits, labels, mask = outputs["logits"], outputs["label"], outputs["mask"]
@@ -384,6 +410,7 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
                      os.path.join(workdir, "roc_curves.png"))
     _gradcam_grid(run, state, logits.argmax(-1), labels, mask,
                   os.path.join(workdir, "gradcam_grid.png"))
+    _filters_and_feature_maps(run, state, workdir)
   writer = MetricWriter(workdir)
   writer.write(step, f"eval_{config.eval_split}",
                {k: v for k, v in report.items() if isinstance(v, float)})
