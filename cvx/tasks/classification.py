@@ -51,9 +51,7 @@ class Classification:
     labels, mask = batch["label"], batch["mask"]
     w = mask.astype(jnp.float32)
     predicted = logits.argmax(-1)
-    confusion = jnp.einsum("n,ni,nj->ij", w,
-                           jax.nn.one_hot(labels, self.num_classes),
-                           jax.nn.one_hot(predicted, self.num_classes))
+    confusion = metrics_lib.confusion_matrix(labels, predicted, self.num_classes, mask)
     return {"loss": (self.cross_entropy(logits, labels) * w).sum(),
             "correct": ((predicted == labels) * w).sum(),
             "count": w.sum(), "confusion": confusion}
@@ -71,7 +69,8 @@ class Classification:
     """Full-split report: (metrics, one-vs-rest ROC curves per class).
 
     Metrics: accuracy, top-5 accuracy (K > 5), macro/weighted precision,
-    recall and F1, per-class values, and one-vs-rest ROC AUC of the softmax.
+    recall and F1, per-class values, one-vs-rest ROC AUC of the softmax, and
+    the confusion matrix (rows true, columns predicted).
     """
     probs = jax.nn.softmax(jnp.asarray(logits), axis=-1)
     confusion = metrics_lib.confusion_matrix(labels, logits.argmax(-1),
@@ -82,7 +81,8 @@ class Classification:
            "roc_auc_ovr_macro": float(macro_auc),
            **{k: float(v) for k, v in prf.items() if v.ndim == 0},
            "per_class": {k: np.asarray(prf[k]).tolist()
-                         for k in ("precision", "recall", "f1", "support")}}
+                         for k in ("precision", "recall", "f1", "support")},
+           "confusion_matrix": np.asarray(confusion).astype(int).tolist()}
     out["per_class"]["roc_auc"] = np.asarray(per_class_auc).tolist()
     if self.num_classes > 5:
       out["top5_accuracy"] = float(metrics_lib.top_k_accuracy(logits, labels, 5, mask))

@@ -21,7 +21,6 @@ from absl import logging
 from tqdm import tqdm
 
 from cvx import augment, models, plots, tasks
-from cvx import metrics as metrics_lib
 from cvx.data import pipeline, sources
 from cvx.explain import cam, visualize
 from cvx.train import checkpoint, optim, parallel, step as step_lib
@@ -396,16 +395,14 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   outputs = collect_outputs(run, state)
   logits, labels, mask = outputs["logits"], outputs["label"], outputs["mask"]
   report, curves = run.task.report(logits, labels, mask)
-  confusion = np.asarray(metrics_lib.confusion_matrix(
-      labels, logits.argmax(-1), config.num_classes, mask))
   step = int(jax.device_get(run.par.host_state(state).step))
   report = {"split": config.eval_split, "step": step, "checkpoint": which,
             "count": int(mask.sum()), **report}
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "eval_metrics.json"), "w") as f:
-      json.dump({**report, "confusion_matrix": confusion.astype(int).tolist()}, f,
-                indent=2)
-    plots.confusion_matrix(confusion, os.path.join(workdir, "confusion_matrix.png"))
+      json.dump(report, f, indent=2)
+    plots.confusion_matrix(np.array(report["confusion_matrix"]),
+                           os.path.join(workdir, "confusion_matrix.png"))
     plots.roc_curves(curves, report["per_class"]["roc_auc"],
                      os.path.join(workdir, "roc_curves.png"))
     _gradcam_grid(run, state, logits.argmax(-1), labels, mask,
