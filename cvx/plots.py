@@ -47,13 +47,24 @@ def lines(series: dict[str, tuple[list, list]], path: str, xlabel: str,
 
 def roc_curves(curves: dict, aucs: list[float], path: str) -> None:
   """One-vs-rest ROC curves ``{class: (fpr, tpr)}`` with their AUCs."""
+  _class_curves(curves, [f"AUC {a:.4f}" for a in aucs], path, "ROC, one vs rest",
+                "false positive rate", "true positive rate", diagonal=True)
+
+
+def pr_curves(curves: dict, average_precisions: list[float], path: str) -> None:
+  """One-vs-rest precision-recall curves ``{class: (recall, precision)}``."""
+  _class_curves(curves, [f"AP {a:.4f}" for a in average_precisions], path,
+                "precision-recall, one vs rest", "recall", "precision")
+
+
+def _class_curves(curves, notes, path, title, xlabel, ylabel, diagonal=False):
   fig = Figure(figsize=(5.5, 5))
   ax = fig.subplots()
-  for c, (fpr, tpr) in curves.items():
-    ax.plot(fpr, tpr, linewidth=1, label=f"{c} (AUC {aucs[c]:.4f})")
-  ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
-  ax.set(xlabel="false positive rate", ylabel="true positive rate",
-         title="ROC, one vs rest", xlim=(0, 1), ylim=(0, 1.01))
+  for c, (xs, ys) in curves.items():
+    ax.plot(xs, ys, linewidth=1, label=f"{c} ({notes[c]})")
+  if diagonal:
+    ax.plot([0, 1], [0, 1], "k--", linewidth=0.8)
+  ax.set(xlabel=xlabel, ylabel=ylabel, title=title, xlim=(0, 1), ylim=(0, 1.01))
   if len(curves) <= 20:
     ax.legend(fontsize=7, loc="lower right")
   fig.tight_layout()

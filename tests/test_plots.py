@@ -23,6 +23,8 @@ def test_grid_and_curves_write_pngs(tmp_path):
   plots.image_grid(tiles, ["a", "b", "c"], str(tmp_path / "grid.png"), columns=2)
   plots.roc_curves({0: (np.array([0, 1]), np.array([0, 1]))}, [0.5],
                    str(tmp_path / "roc.png"))
+  plots.pr_curves({0: (np.array([0, 1]), np.array([1, 0.5]))}, [0.75],
+                  str(tmp_path / "pr.png"))
   plots.confusion_matrix(np.eye(3) * 5, str(tmp_path / "cm.png"))
-  for name in ("grid.png", "roc.png", "cm.png"):
+  for name in ("grid.png", "roc.png", "pr.png", "cm.png"):
     assert Image.open(tmp_path / name).size[0] >= 100

@@ -66,7 +66,8 @@ class Classification:
 
 
   def report(self, logits, labels, mask) -> tuple[dict, dict]:
-    """Full-split report: (metrics, one-vs-rest ROC curves per class).
+    """Full-split report: (metrics, curves), curves holding one-vs-rest ROC
+    ``(fpr, tpr)`` and precision-recall ``(recall, precision)`` per class.
 
     Metrics: accuracy, top-5 accuracy (K > 5), macro/weighted precision,
     recall and F1, per-class values, one-vs-rest ROC AUC of the softmax, and
@@ -84,11 +85,17 @@ class Classification:
                          for k in ("precision", "recall", "f1", "support")},
            "confusion_matrix": np.asarray(confusion).astype(int).tolist()}
     out["per_class"]["roc_auc"] = np.asarray(per_class_auc).tolist()
+    out["per_class"]["average_precision"] = [
+        float(metrics_lib.average_precision(probs[:, c], labels == c, mask))
+        for c in range(self.num_classes)]
     if self.num_classes > 5:
       out["top5_accuracy"] = float(metrics_lib.top_k_accuracy(logits, labels, 5, mask))
-    curves = {}
+    curves = {"roc": {}, "pr": {}}
     for c in range(self.num_classes):
       fpr, tpr, _, valid = map(np.asarray, metrics_lib.roc_curve(
           probs[:, c], labels == c, mask))
-      curves[c] = (fpr[valid], tpr[valid])
+      curves["roc"][c] = (fpr[valid], tpr[valid])
+      precision, recall, _, valid = map(np.asarray, metrics_lib.precision_recall_curve(
+          probs[:, c], labels == c, mask))
+      curves["pr"][c] = (recall[valid], precision[valid])
     return out, curves

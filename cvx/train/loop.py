@@ -389,7 +389,7 @@ def _filters_and_feature_maps(run: Run, state, workdir: str) -> None:
 def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Restores the best (else newest) checkpoint; writes ``eval_metrics.json``
   (metrics, per-class values, confusion matrix), ``confusion_matrix.png``,
-  ``roc_curves.png``, ``gradcam_grid.png`` (correct and wrong examples),
+  ``roc_curves.png``, ``pr_curves.png``, ``gradcam_grid.png`` (correct and wrong examples),
   ``filters.png`` and ``feature_maps_<feature>.png``."""
   run, state, which = restore(config, workdir)
   outputs = collect_outputs(run, state)
@@ -403,8 +403,10 @@ def evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       json.dump(report, f, indent=2)
     plots.confusion_matrix(np.array(report["confusion_matrix"]),
                            os.path.join(workdir, "confusion_matrix.png"))
-    plots.roc_curves(curves, report["per_class"]["roc_auc"],
+    plots.roc_curves(curves["roc"], report["per_class"]["roc_auc"],
                      os.path.join(workdir, "roc_curves.png"))
+    plots.pr_curves(curves["pr"], report["per_class"]["average_precision"],
+                    os.path.join(workdir, "pr_curves.png"))
     _gradcam_grid(run, state, logits.argmax(-1), labels, mask,
                   os.path.join(workdir, "gradcam_grid.png"))
     _filters_and_feature_maps(run, state, workdir)

@@ -70,7 +70,8 @@ def test_eval_mode_restores_the_best_checkpoint(trained, run_main):
   np.testing.assert_allclose(per_class["recall"], np.diag(confusion) / 100, rtol=1e-5)
   assert 0.5 < report["roc_auc_ovr_macro"] <= 1
   assert not os.path.exists(os.path.join(trained, "feature_maps_last_conv.png"))
-  for png in ("confusion_matrix.png", "roc_curves.png", "gradcam_grid.png",
+  assert all(0 < ap <= 1 for ap in per_class["average_precision"])
+  for png in ("confusion_matrix.png", "roc_curves.png", "pr_curves.png", "gradcam_grid.png",
               "filters.png", "feature_maps_stage1.png", "feature_maps_stage2.png"):
     assert Image.open(os.path.join(trained, png)).size[0] > 100
 
