@@ -84,10 +84,6 @@ def eval_batches(source: Source, global_batch_size: int,
     yield batch
 
 
-def num_eval_batches(source: Source, global_batch_size: int) -> int:
-  return -(-len(source) // global_batch_size)
-
-
 def prefetch(batches: Iterator[Batch], put: Callable[[Batch], object],
              size: int = 2) -> Iterator[object]:
   """Reads and transfers ``size`` batches ahead on a background thread."""

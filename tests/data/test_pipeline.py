@@ -42,11 +42,12 @@ def test_eval_counts_every_example_exactly_once(count):
                             np.arange(n), num_classes=n)
   seen = []
   for index in range(count):
-    for batch in pipeline.eval_batches(src, 8, process=(index, count)):
+    batches = list(pipeline.eval_batches(src, 8, process=(index, count)))
+    assert len(batches) == 3  # ⌈23 / 8⌉ on every process.
+    for batch in batches:
       assert len(batch["label"]) == 8 // count
       seen.extend(batch["label"][batch["mask"]].tolist())
   assert sorted(seen) == list(range(n))
-  assert pipeline.num_eval_batches(src, 8) == 3
 
 
 def test_prefetch_keeps_order_and_reraises():
