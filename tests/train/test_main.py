@@ -78,16 +78,16 @@ def test_eval_mode_restores_the_best_checkpoint(trained, run_main):
 
 def test_eval_report_is_the_same_under_pmap_on_two_devices(trained, run_main,
                                                            tmp_path):
-  with open(os.path.join(trained, "eval_metrics.json")) as f:
-    jit_report = json.load(f)
-  workdir = tmp_path / "copy"
-  shutil.copytree(trained, workdir)
-  run_main(workdir, *FAST, "--config.parallel=pmap", mode="eval", devices=2)
-  with open(workdir / "eval_metrics.json") as f:
-    pmap_report = json.load(f)
-  assert pmap_report["confusion_matrix"] == jit_report["confusion_matrix"]
-  assert pmap_report["roc_auc_ovr_macro"] == pytest.approx(
-      jit_report["roc_auc_ovr_macro"], abs=1e-6)
+  reports = {}
+  for mode, extra in (("jit", []), ("pmap", ["--config.parallel=pmap"])):
+    workdir = tmp_path / mode  # Each on its own copy: tests may run in any order.
+    shutil.copytree(trained, workdir)
+    run_main(workdir, *FAST, *extra, mode="eval", devices=2)
+    with open(workdir / "eval_metrics.json") as f:
+      reports[mode] = json.load(f)
+  assert reports["pmap"]["confusion_matrix"] == reports["jit"]["confusion_matrix"]
+  assert reports["pmap"]["roc_auc_ovr_macro"] == pytest.approx(
+      reports["jit"]["roc_auc_ovr_macro"], abs=1e-6)
 
 
 def test_misspelled_override_names_the_closest_key(tmp_path, run_main):
