@@ -1,21 +1,28 @@
 """Receptive fields: analytic (per layer) and effective (by gradient), seed 001.
 
-The analytic receptive field of a chain of layers with kernel kᵢ and stride sᵢ
-grows as rᵢ = rᵢ₋₁ + (kᵢ − 1)·jᵢ₋₁ with jump jᵢ = jᵢ₋₁·sᵢ (r₀ = j₀ = 1). The
-effective receptive field (Luo et al., 2016) is the gradient of one output unit
-with respect to the input: the pixels that actually influence it, and how much.
+The analytic receptive field of a chain of layers with kernel kᵢ, stride sᵢ and
+dilation dᵢ grows as rᵢ = rᵢ₋₁ + (kᵢ − 1)·dᵢ·jᵢ₋₁ with jump jᵢ = jᵢ₋₁·sᵢ
+(r₀ = j₀ = 1). The effective receptive field (Luo et al., 2016) is the
+gradient of one output unit with respect to the input: the pixels that actually
+influence it, and how much.
 """
 import jax
 import jax.numpy as jnp
 
 
-def analytic(layers: list[tuple[int, int]]) -> list[tuple[int, int]]:
-  """``[(kernel, stride), ...]`` → ``[(receptive field, jump), ...]`` per layer."""
+def step(rf: int, jump: int, kernel: int, stride: int, dilation: int = 1):
+  """One layer: (rf, jump) → (rf + (kernel − 1)·dilation·jump, jump·stride)."""
+  if kernel < 1 or stride < 1 or dilation < 1:
+    raise ValueError("kernel and stride must be ≥ 1 (dilation too), got "
+                     f"({kernel}, {stride}, {dilation})")
+  return rf + (kernel - 1) * dilation * jump, jump * stride
+
+
+def analytic(layers) -> list[tuple[int, int]]:
+  """``[(kernel, stride[, dilation]), ...]`` → ``[(receptive field, jump), ...]``."""
   rf, jump, out = 1, 1, []
-  for kernel, stride in layers:
-    if kernel < 1 or stride < 1:
-      raise ValueError(f"kernel and stride must be ≥ 1, got ({kernel}, {stride})")
-    rf, jump = rf + (kernel - 1) * jump, jump * stride
+  for layer in layers:
+    rf, jump = step(rf, jump, *layer)
     out.append((rf, jump))
   return out
 

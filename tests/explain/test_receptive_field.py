@@ -35,3 +35,11 @@ def test_bad_layer_and_position():
     rf.effective(model, variables, images, "conv3")
   with pytest.raises(ValueError, match=r"position \(10, 0\) is outside the 10×10"):
     rf.effective(model, variables, images, "stage2", position=(10, 0))
+
+
+def test_dilation_grows_the_field_exponentially():
+  # Yu & Koltun's context module: 3×3 convs dilated 1, 2, 4 see 3, 7, 15.
+  assert rf.analytic([(3, 1, 1), (3, 1, 2), (3, 1, 4)]) == [(3, 1), (7, 1), (15, 1)]
+  assert rf.step(5, 2, 3, 2, dilation=2) == (13, 4)
+  with pytest.raises(ValueError, match="dilation too"):
+    rf.step(1, 1, 3, 1, dilation=0)
