@@ -95,9 +95,10 @@ class Summary:
                    f"layers: {', '.join(l.name for l in self.layers)}")
 
   def totals(self) -> str:
+    """One line: parameters, state (e.g. BatchNorm statistics), multiply-adds."""
+    state = f" (+{self.state:,} in state, e.g. BatchNorm statistics)" if self.state else ""
     return (f"{self.model}, input {_shape(self.input_shape)} → "
-            f"{_shape(self.output_shape)}: {self.params:,} parameters "
-            f"({self.state:,} more in state, e.g. BatchNorm statistics), "
+            f"{_shape(self.output_shape)}: {self.params:,} parameters{state}, "
             f"{self.macs:,} multiply-adds ({_human(self.macs)}) per image")
 
   def __str__(self) -> str:
@@ -157,7 +158,7 @@ def summary(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> Summ
       variables.pop("perturbations", None)
       jax.eval_shape(forward, variables, x)  # the calls without those probes
   except _LayerError as e:
-    raise ValueError(f"{type(model).__name__} cannot take a {_shape(shape)} input: {e}") from e
+    raise ValueError(f"{type(model).__name__} on a {_shape(shape)} input: {e}") from e
   params = variables.get("params", {})
   root = tracer.calls[0]
   return Summary(

@@ -238,7 +238,7 @@ def test_text_and_markdown_rendering():
 
 
 def test_an_input_the_model_cannot_take_names_the_layer():
-  with pytest.raises(ValueError, match=r"LeNet5 cannot take a 8×8×1 input: layer 'conv2' "
+  with pytest.raises(ValueError, match=r"LeNet5 on a 8×8×1 input: layer 'conv2' "
                      r"\(Conv\) gives an empty output 0×0×16 from its 4×4×6 input"):
     analysis.summary(models.create("lenet5", num_classes=10), (8, 8, 1))
   with pytest.raises(ValueError, match=r"layer 'MaxPool_2' \(MaxPool\) failed on its "
