@@ -1,7 +1,7 @@
 """Model summary without compute: shapes, parameters, multiply-adds, receptive fields.
 
-:func:`summary` traces ``model.init`` under ``jax.eval_shape`` (shapes only,
-so a 224×224 ResNet-152 is instant) and records every submodule call through
+:func:`summary` traces the model under ``jax.eval_shape`` (shapes only, so a
+224×224 ResNet-152 is instant) and records every submodule call through
 ``flax.linen.intercept_methods``. Conventions:
 
 * Shapes and multiply-adds are per image (the batch dimension is dropped).
@@ -19,11 +19,11 @@ so a 224×224 ResNet-152 is instant) and records every submodule call through
   functions (``nn.relu``, ``nn.max_pool``, ``jnp.mean``) are unknown; they
   take the field of the latest module output of the same spatial size (an
   activation, a concatenation), else of the latest output resampled by
-  :func:`_resampled` (a functional pool). A block's field is the widest of its sublayers whose
-  output has the block's spatial size (branches, residual adds, Inception
-  concatenation); a squeeze-excitation gate, 1×1 by then, does not count.
-  Global pooling, flattening and a dense layer on a flat vector see the whole
-  input.
+  :func:`_resampled` (a functional pool). A block's field is the widest of its
+  input and of its sublayers whose output has the block's spatial size
+  (branches, residual adds, Inception concatenation); a squeeze-excitation
+  gate, 1×1 by then, does not count. Global pooling, flattening and a dense
+  layer on a flat vector see the whole input ('all').
 """
 import dataclasses
 import math
@@ -137,7 +137,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> Summ
   """
   shape = tuple(input_shape)
   if not shape or not all(isinstance(n, int) and n > 0 for n in shape):
-    raise ValueError(f"input_shape must be positive ints, e.g. (224, 224, 3); got {input_shape!r}")
+    raise ValueError("input_shape must be positive ints, e.g. (224, 224, 3); "
+                     f"got {input_shape!r}")
   tracer = _Tracer()
   x = jax.ShapeDtypeStruct((1, *shape), jnp.float32)
   rngs = {"params": jax.random.key(0), "dropout": jax.random.key(1)}
@@ -148,8 +149,8 @@ def summary(model: nn.Module, input_shape: Sequence[int], **call_kwargs) -> Summ
 
   def forward(variables, x):
     tracer.start(x)
-    return model.apply(variables, x, rngs=rngs, mutable=[k for k in variables if k != "params"],
-                       **call_kwargs)
+    state = [k for k in variables if k != "params"]
+    return model.apply(variables, x, rngs=rngs, mutable=state, **call_kwargs)
 
   try:
     with nn.intercept_methods(tracer):
@@ -214,7 +215,8 @@ class _Tracer:
       return next_fun(*args, **kwargs)  # setup, or a module calling its own helper
     arrays = _arrays((args, kwargs))
     call = _Call(module, arrays[0].shape if arrays else None, self._input_field(arrays))
-    (self.stack[-1].children if self.stack else []).append(call)
+    if self.stack:
+      self.stack[-1].children.append(call)
     self.calls.append(call)
     self.stack.append(call)
     try:
@@ -222,15 +224,17 @@ class _Tracer:
     except _LayerError:
       raise
     except Exception as e:  # pylint: disable=broad-except
-      raise _LayerError(f"{_where(call)} failed on its {_shape(call.input_shape[1:])} "
-                        f"input: {e}") from e
+      raise _LayerError(f"{_where(call)} failed on {_its_input(call)}: {e}") from e
     finally:
       self.stack.pop()
     outputs = _arrays(y)
+    if not outputs:
+      return y
     call.output_shape = outputs[0].shape
     if any(n <= 0 for a in outputs for n in a.shape):
-      raise _LayerError(f"{_where(call)} gives an empty output {_shape(call.output_shape[1:])} "
-                        f"from its {_shape(call.input_shape[1:])} input: the input is too small")
+      raise _LayerError(f"{_where(call)} gives an empty output "
+                        f"{_shape(call.output_shape[1:])} from {_its_input(call)}: "
+                        "the input is too small")
     call.field = self._output_field(call)
     self._track(outputs[0], call.field)
     for a in outputs[1:]:
@@ -259,6 +263,12 @@ def _arrays(tree) -> list:
 def _where(call) -> str:
   name = "/".join(call.module.path) or "(model)"
   return f"layer {name!r} ({type(call.module).__name__})"
+
+
+def _its_input(call) -> str:
+  if call.input_shape is None:
+    return "no array input"
+  return f"its {_shape(call.input_shape[1:])} input"
 
 
 def _widest(fields: list[Field]) -> Field:
@@ -335,7 +345,8 @@ def _detail(call) -> str:
   if isinstance(module, nn.Dense):
     return f"{call.input_shape[-1]}→{module.features}"
   if isinstance(module, nn.Conv):
-    text = f"{_shape(_axes(module.kernel_size, n))}/{_axis_text(_axes(module.strides, n))}"
+    kernel, stride = _axes(module.kernel_size, n), _axes(module.strides, n)
+    text = f"{_shape(kernel)}/{_axis_text(stride)}"
     dilation, groups = _axes(module.kernel_dilation, n), module.feature_group_count
     if any(d > 1 for d in dilation):
       text += f" dil {_axis_text(dilation)}"

@@ -96,6 +96,8 @@ def test_params_exclude_batch_stats():
   assert s.params == tree_size(variables["params"])
   assert s.state == tree_size(variables["batch_stats"]) == 2 * (6 + 16)
   assert s["bn1"].params == 2 * 6
+  trained = analysis.summary(model, (28, 28, 1), train=True)  # batch statistics, dropout
+  assert (trained.params, trained.state, trained.macs) == (s.params, s.state, s.macs)
 
 
 @pytest.mark.parametrize("size, kernel, pad, stride", [
@@ -227,7 +229,8 @@ def test_shared_module_counts_parameters_once_and_macs_per_call():
 def test_text_and_markdown_rendering():
   s = analysis.summary(Branches(), (32, 32, 3))
   text = str(s)
-  assert text.splitlines()[0].split() == ["layer", "type", "output", "params", "MACs", "RF", "jump"]
+  assert text.splitlines()[0].split() == [
+      "layer", "type", "output", "params", "MACs", "RF", "jump"]
   assert "\n  mixed/b5 " in text and f"{s.params:,} parameters" in text
   md = s.to_markdown().splitlines()
   assert md[0] == "| layer | type | output | params | MACs | RF | jump |"
