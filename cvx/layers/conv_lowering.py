@@ -1,0 +1,187 @@
+"""A CPU-friendly lowering of 2-D convolutions (NHWC input, HWIO kernel).
+
+:func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated``
+and computes the same function. On CPU it runs a ``jax.custom_vjp`` whose
+kernel gradient is an im2col matrix multiply done in batch chunks (XLA:CPU's
+native weight-gradient convolution is several times slower than a matmul), and
+whose depthwise forward, input and kernel gradients are sums over the k²
+kernel offsets of shifted elementwise products (XLA:CPU's grouped convolution
+is slow, jax#23713). Dense forward and input gradient stay on XLA's native
+convolution, which is already matmul-fast on CPU.
+
+The lowering is chosen at trace time: only when ``jax.default_backend()`` is
+``'cpu'``; GPU/TPU always get XLA's native convolution. Turn it off with the
+environment variable ``CVX_CPU_CONV=xla`` or ``set_cpu_conv('xla')``; other
+layouts (not NHWC/HWIO), 1-D/3-D convs, input dilation, ``batch_group_count``
+and ``preferred_element_type`` also fall back to the native op.
+"""
+import functools
+import os
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+MODES = ("matmul", "xla")
+ENV_VAR = "CVX_CPU_CONV"
+# Batch chunk size of the kernel-gradient im2col: about this many patch bytes,
+# so each chunk stays in cache instead of materialising all patches at once.
+_CHUNK_BYTES = 8 << 20
+_NHWC = ("NHWC", "HWIO", "NHWC")
+
+_mode_override = None
+
+
+def set_cpu_conv(mode: str | None) -> None:
+  """Selects the CPU lowering: 'matmul' (default), 'xla' (native), or None to
+  defer to ``$CVX_CPU_CONV``. Takes effect for functions traced afterwards."""
+  global _mode_override
+  if mode is not None and mode not in MODES:
+    raise ValueError(f"cpu conv mode must be one of {MODES} or None, got {mode!r}")
+  _mode_override = mode
+
+
+def cpu_conv_mode() -> str:
+  """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else 'matmul'."""
+  mode = _mode_override or os.environ.get(ENV_VAR, "matmul")
+  if mode not in MODES:
+    raise ValueError(f"${ENV_VAR} must be one of {MODES}, got {mode!r}")
+  return mode
+
+
+class _Spec(NamedTuple):
+  """Static conv parameters; ``pads`` are explicit (low, high) pairs."""
+  strides: tuple[int, int]
+  pads: tuple[tuple[int, int], tuple[int, int]]
+  dilation: tuple[int, int]
+  groups: int
+  precision: lax.PrecisionLike
+
+
+def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
+                         rhs_dilation=None, dimension_numbers=None,
+                         feature_group_count=1, batch_group_count=1,
+                         precision=None, preferred_element_type=None):
+  """``lax.conv_general_dilated`` with the CPU lowering where it applies."""
+  native = functools.partial(
+      lax.conv_general_dilated, lhs, rhs, window_strides, padding,
+      lhs_dilation=lhs_dilation, rhs_dilation=rhs_dilation,
+      dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
+      batch_group_count=batch_group_count, precision=precision,
+      preferred_element_type=preferred_element_type)
+  if (jax.default_backend() != "cpu" or cpu_conv_mode() == "xla"
+      or lhs.ndim != 4 or rhs.ndim != 4 or batch_group_count != 1
+      or preferred_element_type is not None
+      or any(d != 1 for d in (lhs_dilation or (1, 1)))
+      or not _is_nhwc(lhs.shape, rhs.shape, dimension_numbers)):
+    return native()
+  dilation = tuple(rhs_dilation or (1, 1))
+  if isinstance(padding, str):
+    kernel = [(k - 1) * d + 1 for k, d in zip(rhs.shape[:2], dilation)]
+    padding = lax.padtype_to_pads(lhs.shape[1:3], kernel, window_strides, padding)
+  spec = _Spec(tuple(window_strides), tuple(tuple(p) for p in padding), dilation,
+               feature_group_count, precision)
+  return _conv(lhs, rhs, spec)
+
+
+def _is_nhwc(lhs_shape, rhs_shape, dimension_numbers) -> bool:
+  if dimension_numbers is None:  # lax's default is NCHW/OIHW.
+    return False
+  dn = lax.conv_dimension_numbers(lhs_shape, rhs_shape, dimension_numbers)
+  return dn == lax.conv_dimension_numbers(lhs_shape, rhs_shape, _NHWC)
+
+
+def _is_depthwise(x, w, spec: _Spec) -> bool:
+  return spec.groups == x.shape[-1] and w.shape[2] == 1 and spec.groups > 1
+
+
+def _native(x, w, spec: _Spec):
+  return lax.conv_general_dilated(
+      x, w, spec.strides, spec.pads, rhs_dilation=spec.dilation,
+      dimension_numbers=_NHWC, feature_group_count=spec.groups,
+      precision=spec.precision)
+
+
+def _shifted(xp, i, j, out_hw, spec: _Spec):
+  """The padded input seen by kernel tap (i, j): N×H_out×W_out×C."""
+  (sh, sw), (dh, dw) = spec.strides, spec.dilation
+  start = (0, i * dh, j * dw, 0)
+  limit = (xp.shape[0], i * dh + (out_hw[0] - 1) * sh + 1,
+           j * dw + (out_hw[1] - 1) * sw + 1, xp.shape[3])
+  return lax.slice(xp, start, limit, (1, sh, sw, 1))
+
+
+def _pad(x, spec: _Spec):
+  config = ((0, 0, 0), *[(lo, hi, 0) for lo, hi in spec.pads], (0, 0, 0))
+  return lax.pad(x, jnp.zeros((), x.dtype), config)
+
+
+def _out_hw(x_shape, w_shape, spec: _Spec):
+  return tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
+               for n, (lo, hi), k, d, s in zip(x_shape[1:3], spec.pads, w_shape[:2],
+                                               spec.dilation, spec.strides))
+
+
+def _depthwise(x, w, spec: _Spec):
+  """Depthwise conv (kernel kh×kw×1×C·m) as k² shifted multiply-adds."""
+  multiplier = w.shape[3] // x.shape[3]
+  if multiplier > 1:  # Output channel c·m + q reads input channel c.
+    x = jnp.repeat(x, multiplier, axis=3)
+  xp, out_hw = _pad(x, spec), _out_hw(x.shape, w.shape, spec)
+  taps = [_shifted(xp, i, j, out_hw, spec) * w[i, j, 0]
+          for i in range(w.shape[0]) for j in range(w.shape[1])]
+  return functools.reduce(jnp.add, taps)
+
+
+def _forward(x, w, spec: _Spec):
+  return (_depthwise if _is_depthwise(x, w, spec) else _native)(x, w, spec)
+
+
+def _kernel_grad(x, w_shape, g, spec: _Spec):
+  """dW (kh×kw×C_in/G×C_out) = Σ_batch-chunks g^T @ im2col(x), per group."""
+  n, kh, kw, groups = x.shape[0], w_shape[0], w_shape[1], spec.groups
+  cg, og = x.shape[3] // groups, g.shape[3] // groups
+  per_example = g.shape[1] * g.shape[2] * kh * kw * x.shape[3] * x.dtype.itemsize
+  chunk = _largest_divisor_at_most(n, max(1, _CHUNK_BYTES // per_example))
+
+  def chunk_grad(acc, xg):
+    xc, gc = xg
+    xp = _pad(xc, spec)
+    cols = jnp.stack([_shifted(xp, i, j, g.shape[1:3], spec)
+                      for i in range(kh) for j in range(kw)], axis=3)
+    cols = cols.reshape(-1, kh * kw, groups, cg)
+    return acc + jnp.einsum("mgo,mkgc->gokc", gc.reshape(-1, groups, og), cols,
+                            precision=spec.precision), None
+
+  xs = x.reshape(n // chunk, chunk, *x.shape[1:])
+  gs = g.reshape(n // chunk, chunk, *g.shape[1:])
+  acc = jnp.zeros((groups, og, kh * kw, cg), jnp.promote_types(x.dtype, g.dtype))
+  acc, _ = lax.scan(chunk_grad, acc, (xs, gs))
+  return acc.transpose(2, 3, 0, 1).reshape(w_shape).astype(x.dtype)
+
+
+def _largest_divisor_at_most(n: int, bound: int) -> int:
+  return max(d for d in range(1, min(n, bound) + 1) if n % d == 0)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _conv(x, w, spec: _Spec):
+  return _forward(x, w, spec)
+
+
+def _conv_fwd(x, w, spec: _Spec):
+  return _forward(x, w, spec), (x, w)
+
+
+def _conv_bwd(spec: _Spec, residuals, g):
+  x, w = residuals
+  if _is_depthwise(x, w, spec):
+    _, vjp = jax.vjp(lambda x, w: _depthwise(x, w, spec), x, w)
+    return vjp(g)
+  _, vjp_x = jax.vjp(lambda x: _native(x, w, spec), x)
+  return vjp_x(g)[0], _kernel_grad(x, w.shape, g, spec)
+
+
+_conv.defvjp(_conv_fwd, _conv_bwd)
+

@@ -1,0 +1,134 @@
+"""The CPU conv lowering computes lax.conv_general_dilated and its gradients."""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from cvx.layers import conv, conv_lowering
+
+_DN = ("NHWC", "HWIO", "NHWC")
+
+# (input N×H×W×C, kernel H×W×C_in/G×C_out, strides, padding, dilation, groups)
+CASES = {
+    "same_s1": ((2, 9, 7, 5), (3, 3, 5, 4), (1, 1), "SAME", (1, 1), 1),
+    "same_s2": ((2, 9, 7, 5), (3, 3, 5, 4), (2, 2), "SAME", (1, 1), 1),
+    "valid_s2_rect": ((2, 9, 7, 5), (3, 2, 5, 4), (2, 1), "VALID", (1, 1), 1),
+    "explicit_dilated_batch1": ((1, 9, 7, 5), (3, 3, 5, 4), (2, 2), ((1, 2), (0, 1)),
+                                (2, 1), 1),
+    "negative_pad": ((2, 9, 9, 6), (3, 3, 6, 4), (1, 1), ((-1, 2), (0, -1)), (1, 1), 1),
+    "5x5_pad2": ((2, 9, 9, 6), (5, 5, 6, 4), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
+    "groups3": ((3, 8, 8, 6), (3, 3, 2, 9), (1, 1), "SAME", (1, 1), 3),
+    "depthwise_s2_keras_pad": ((3, 8, 8, 6), (3, 3, 1, 6), (2, 2), ((0, 1), (0, 1)),
+                               (1, 1), 6),
+    "depthwise_mult2_dilated": ((1, 7, 8, 3), (3, 3, 1, 6), (1, 1), "SAME", (2, 2), 3),
+}
+
+
+def _inputs(case, seed=0):
+  x_shape, w_shape, *_ = case
+  kx, kw = jax.random.split(jax.random.key(seed))
+  return jax.random.normal(kx, x_shape), jax.random.normal(kw, w_shape)
+
+
+def _conv_fn(impl, case):
+  _, _, strides, padding, dilation, groups = case
+  return lambda x, w: impl(x, w, strides, padding, rhs_dilation=dilation,
+                           dimension_numbers=_DN, feature_group_count=groups)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_output_and_gradients_match_lax(name):
+  case = CASES[name]
+  x, w = _inputs(case)
+  y, vjp = jax.vjp(_conv_fn(conv_lowering.conv_general_dilated, case), x, w)
+  y_ref, vjp_ref = jax.vjp(_conv_fn(lax.conv_general_dilated, case), x, w)
+  g = jax.random.normal(jax.random.key(1), y_ref.shape)
+  np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
+  for got, want in zip(vjp(g), vjp_ref(g)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated"])
+def test_check_grads(name):
+  case = CASES[name]
+  x, w = _inputs(case)
+  f = _conv_fn(conv_lowering.conv_general_dilated, case)
+  check_grads(f, (x, w), order=1, modes=("rev",), atol=5e-2, rtol=5e-2)
+
+
+@pytest.mark.parametrize("name", ["same_s2", "depthwise_s2_keras_pad"])
+def test_jit_and_vmap(name):
+  case = CASES[name]
+  x, w = _inputs(case)
+  f = _conv_fn(conv_lowering.conv_general_dilated, case)
+  f_ref = _conv_fn(lax.conv_general_dilated, case)
+
+  def loss(impl):
+    return lambda x, w: jnp.sum(impl(x, w) ** 2)
+
+  grads = jax.jit(jax.grad(loss(f), argnums=(0, 1)))(x, w)
+  grads_ref = jax.grad(loss(f_ref), argnums=(0, 1))(x, w)
+  for got, want in zip(grads, grads_ref):
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+  xs = jnp.stack([x, 2 * x])  # vmap over a leading axis of whole batches.
+  per_batch = jax.vmap(jax.grad(loss(f), argnums=1), in_axes=(0, None))(xs, w)
+  per_batch_ref = jnp.stack([jax.grad(loss(f_ref), argnums=1)(b, w) for b in xs])
+  np.testing.assert_allclose(per_batch, per_batch_ref, rtol=1e-4, atol=1e-3)
+
+
+def _jaxprs(mode, monkeypatch, via_env):
+  """Forward and kernel-gradient jaxprs of a conv traced under ``mode``."""
+  if via_env:
+    monkeypatch.setenv(conv_lowering.ENV_VAR, mode)
+  else:
+    conv_lowering.set_cpu_conv(mode)
+  try:
+    case = CASES["same_s1"]
+    f = _conv_fn(conv_lowering.conv_general_dilated, case)
+    x, w = _inputs(case)
+    return (str(jax.make_jaxpr(f)(x, w)),
+            str(jax.make_jaxpr(jax.grad(lambda w: f(x, w).sum()))(w)))
+  finally:
+    conv_lowering.set_cpu_conv(None)
+
+
+@pytest.mark.parametrize("via_env", [False, True])
+def test_switch(monkeypatch, via_env):
+  forward, kernel_grad = _jaxprs("matmul", monkeypatch, via_env)
+  assert "custom_vjp_call" in forward
+  assert "scan" in kernel_grad  # dW as chunked im2col matmuls.
+  forward, kernel_grad = _jaxprs("xla", monkeypatch, via_env)
+  assert "custom_vjp_call" not in forward
+  assert "scan" not in kernel_grad
+
+
+def test_bad_mode_raises(monkeypatch):
+  with pytest.raises(ValueError, match="cpu conv mode"):
+    conv_lowering.set_cpu_conv("fast")
+  monkeypatch.setenv(conv_lowering.ENV_VAR, "fast")
+  with pytest.raises(ValueError, match="CVX_CPU_CONV"):
+    conv_lowering.cpu_conv_mode()
+
+
+def test_non_cpu_backend_uses_native(monkeypatch):
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  f = _conv_fn(conv_lowering.conv_general_dilated, CASES["same_s1"])
+  jaxpr = str(jax.make_jaxpr(f)(*_inputs(CASES["same_s1"])))
+  assert "custom_vjp_call" not in jaxpr and "conv_general_dilated" in jaxpr
+
+
+def test_unsupported_layout_falls_back():
+  x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))  # NCHW/OIHW (lax default).
+  jaxpr = str(jax.make_jaxpr(
+      lambda x, w: conv_lowering.conv_general_dilated(x, w, (1, 1), "SAME"))(x, w))
+  assert "custom_vjp_call" not in jaxpr
+
+
+def test_zoo_conv_uses_lowering():
+  layer = conv.Conv(4, (3, 3), feature_group_count=1)
+  x = jnp.ones((2, 6, 6, 3))
+  params = layer.init(jax.random.key(0), x)
+  assert "custom_vjp_call" in str(jax.make_jaxpr(layer.apply)(params, x))
