@@ -2,12 +2,14 @@
 
 :func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated``
 and computes the same function. On CPU it runs a ``jax.custom_vjp`` whose
-kernel gradient is an im2col matrix multiply done in batch chunks (XLA:CPU's
-native weight-gradient convolution is several times slower than a matmul), and
-whose depthwise forward, input and kernel gradients are sums over the k²
-kernel offsets of shifted elementwise products (XLA:CPU's grouped convolution
-is slow, jax#23713). Dense forward and input gradient stay on XLA's native
-convolution, which is already matmul-fast on CPU.
+kernel gradient is an im2col matrix multiply done in batch chunks that stay in
+cache (XLA:CPU's native weight-gradient convolution runs at a fraction of the
+matmul rate). Shallow patches (kh·kw·C ≤ 640) also take the chunked im2col for
+the forward and the stride-1 input gradient (a conv of the output gradient
+with the flipped kernel); deeper ones keep XLA's native conv, which is fast
+there. Depthwise convs (forward and both gradients) are sums over the k²
+kernel taps of shifted elementwise products (XLA:CPU's grouped convolution is
+slow, jax#23713); other grouped convs keep the native forward and dX.
 
 The lowering is chosen at trace time: only when ``jax.default_backend()`` is
 ``'cpu'``; GPU/TPU always get XLA's native convolution. Turn it off with the
@@ -28,6 +30,9 @@ ENV_VAR = "CVX_CPU_CONV"
 # Batch chunk size of the kernel-gradient im2col: about this many patch bytes,
 # so each chunk stays in cache instead of materialising all patches at once.
 _CHUNK_BYTES = 8 << 20
+# Forward / stride-1 dX use im2col only up to this patch depth (kh·kw·C): for
+# deeper patches XLA's native conv was faster in benchmarks/train_throughput.py.
+_IM2COL_MAX_DEPTH = 640
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 _mode_override = None
@@ -134,16 +139,55 @@ def _depthwise(x, w, spec: _Spec):
   return functools.reduce(jnp.add, taps)
 
 
+def _chunk(n: int, per_example_bytes: int) -> int:
+  """Largest divisor of the batch n whose im2col chunk fits ``_CHUNK_BYTES``."""
+  bound = min(n, max(1, _CHUNK_BYTES // max(1, per_example_bytes)))
+  return max(d for d in range(1, bound + 1) if n % d == 0)
+
+
+def _im2col(xp, kernel_hw, out_hw, spec: _Spec):
+  """Patches N×H_out×W_out×(kh·kw·C), ordered like a flattened HWIO kernel."""
+  return jnp.concatenate([_shifted(xp, i, j, out_hw, spec)
+                          for i in range(kernel_hw[0]) for j in range(kernel_hw[1])],
+                         axis=3)
+
+
+def _dense(x, w, spec: _Spec):
+  """Ungrouped conv as batch-chunked im2col @ kernel (patches stay in cache)."""
+  out_hw, w2 = _out_hw(x.shape, w.shape, spec), w.reshape(-1, w.shape[3])
+  chunk = _chunk(x.shape[0], out_hw[0] * out_hw[1] * w2.shape[0] * x.dtype.itemsize)
+
+  def chunk_out(_, xc):
+    cols = _im2col(_pad(xc, spec), w.shape[:2], out_hw, spec)
+    return None, jnp.dot(cols, w2, precision=spec.precision)
+
+  _, ys = lax.scan(chunk_out, None, x.reshape(-1, chunk, *x.shape[1:]))
+  return ys.reshape(x.shape[0], *out_hw, w.shape[3])
+
+
+def _input_grad_stride1(w, g, spec: _Spec):
+  """dX of a stride-1 ungrouped conv: the full conv of g with the flipped kernel."""
+  pads = tuple(((k - 1) * d - lo, (k - 1) * d - hi)
+               for (lo, hi), k, d in zip(spec.pads, w.shape[:2], spec.dilation))
+  flipped = jnp.flip(w, (0, 1)).transpose(0, 1, 3, 2)
+  return _dense(g, flipped, spec._replace(pads=pads))
+
+
+def _use_im2col(w, spec: _Spec) -> bool:
+  return spec.groups == 1 and w.shape[0] * w.shape[1] * w.shape[2] <= _IM2COL_MAX_DEPTH
+
+
 def _forward(x, w, spec: _Spec):
-  return (_depthwise if _is_depthwise(x, w, spec) else _native)(x, w, spec)
+  if _is_depthwise(x, w, spec):
+    return _depthwise(x, w, spec)
+  return (_dense if _use_im2col(w, spec) else _native)(x, w, spec)
 
 
 def _kernel_grad(x, w_shape, g, spec: _Spec):
   """dW (kh×kw×C_in/G×C_out) = Σ_batch-chunks g^T @ im2col(x), per group."""
   n, kh, kw, groups = x.shape[0], w_shape[0], w_shape[1], spec.groups
   cg, og = x.shape[3] // groups, g.shape[3] // groups
-  per_example = g.shape[1] * g.shape[2] * kh * kw * x.shape[3] * x.dtype.itemsize
-  chunk = _largest_divisor_at_most(n, max(1, _CHUNK_BYTES // per_example))
+  chunk = _chunk(n, g.shape[1] * g.shape[2] * kh * kw * x.shape[3] * x.dtype.itemsize)
 
   def chunk_grad(acc, xg):
     xc, gc = xg
@@ -161,10 +205,6 @@ def _kernel_grad(x, w_shape, g, spec: _Spec):
   return acc.transpose(2, 3, 0, 1).reshape(w_shape).astype(x.dtype)
 
 
-def _largest_divisor_at_most(n: int, bound: int) -> int:
-  return max(d for d in range(1, min(n, bound) + 1) if n % d == 0)
-
-
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _conv(x, w, spec: _Spec):
   return _forward(x, w, spec)
@@ -179,8 +219,11 @@ def _conv_bwd(spec: _Spec, residuals, g):
   if _is_depthwise(x, w, spec):
     _, vjp = jax.vjp(lambda x, w: _depthwise(x, w, spec), x, w)
     return vjp(g)
-  _, vjp_x = jax.vjp(lambda x: _native(x, w, spec), x)
-  return vjp_x(g)[0], _kernel_grad(x, w.shape, g, spec)
+  if spec.strides == (1, 1) and _use_im2col(w.transpose(0, 1, 3, 2), spec):
+    dx = _input_grad_stride1(w, g, spec)
+  else:
+    dx = jax.vjp(lambda x: _native(x, w, spec), x)[1](g)[0]
+  return dx, _kernel_grad(x, w.shape, g, spec)
 
 
 _conv.defvjp(_conv_fwd, _conv_bwd)
