@@ -1,0 +1,23 @@
+"""Classic image processing as pure JAX functions, named after OpenCV.
+
+Images are H×W, H×W×C or N×H×W×C (RGB), uint8 or float in [0, 1]; every
+op is jit-able and vmap-able. One module per family.
+"""
+from cvx.ops.borders import (BORDER_CONSTANT, BORDER_DEFAULT, BORDER_REFLECT, BORDER_REFLECT101,
+                             BORDER_REFLECT_101, BORDER_REPLICATE, BORDER_WRAP, copy_make_border)
+from cvx.ops.color import (bgr_to_rgb, gray_to_rgb, hsv_to_rgb, merge, rgb_to_bgr, rgb_to_gray,
+                           rgb_to_hsv, split)
+from cvx.ops.intensity import (ADAPTIVE_THRESH_GAUSSIAN_C, ADAPTIVE_THRESH_MEAN_C, THRESH_BINARY,
+                               THRESH_BINARY_INV, THRESH_OTSU, THRESH_TOZERO, THRESH_TOZERO_INV,
+                               THRESH_TRUNC, adaptive_threshold, adjust_gamma, bitwise_and,
+                               bitwise_not, bitwise_or, bitwise_xor, calc_hist, contrast_stretch,
+                               convert_scale_abs, equalize_hist, negative, soft_threshold, threshold)
+from cvx.ops.filters import (bilateral_filter, blur, box_filter, filter2d, gaussian_blur,
+                             get_deriv_kernels, get_gaussian_kernel, laplacian,
+                             laplacian_of_gaussian, median_blur, scharr, sep_filter2d, sharpen,
+                             sobel)
+from cvx.ops.morphology import (MORPH_BLACKHAT, MORPH_CLOSE, MORPH_CROSS, MORPH_DILATE,
+                                MORPH_ELLIPSE, MORPH_ERODE, MORPH_GRADIENT, MORPH_OPEN, MORPH_RECT,
+                                MORPH_TOPHAT, dilate, erode, get_structuring_element,
+                                morphology_ex)
+from cvx.ops.edges import canny, gradient_magnitude, gradient_orientation, log_zero_crossings

@@ -1,0 +1,72 @@
+"""OpenCV border modes and the padding every neighbourhood op uses.
+
+Border names and values equal OpenCV's (``cv2.BORDER_*``); the default is
+``BORDER_REFLECT_101`` (``gfedcb|abcdefgh|gfedcba``) as in OpenCV.
+"""
+import jax
+import jax.numpy as jnp
+
+from cvx.ops import _images
+
+BORDER_CONSTANT = 0      # iiiiii|abcdefgh|iiiiiii with value i
+BORDER_REPLICATE = 1     # aaaaaa|abcdefgh|hhhhhhh
+BORDER_REFLECT = 2       # fedcba|abcdefgh|hgfedcb
+BORDER_WRAP = 3          # cdefgh|abcdefgh|abcdefg
+BORDER_REFLECT_101 = 4   # gfedcb|abcdefgh|gfedcba
+BORDER_REFLECT101 = BORDER_REFLECT_101
+BORDER_DEFAULT = BORDER_REFLECT_101
+
+BORDERS = {"BORDER_CONSTANT": BORDER_CONSTANT, "BORDER_REPLICATE": BORDER_REPLICATE,
+           "BORDER_REFLECT": BORDER_REFLECT, "BORDER_WRAP": BORDER_WRAP,
+           "BORDER_REFLECT_101": BORDER_REFLECT_101}
+_NUMPY_MODE = {BORDER_CONSTANT: "constant", BORDER_REPLICATE: "edge",
+               BORDER_REFLECT: "symmetric", BORDER_WRAP: "wrap",
+               BORDER_REFLECT_101: "reflect"}
+
+
+def check_border(border, fn: str = "copy_make_border") -> int:
+  """Returns ``border`` if it is an OpenCV border mode, else ValueError."""
+  _images.check_choice(fn, "border", border, BORDERS)
+  return int(border)
+
+
+def pad_hw(x: jax.Array, top: int, bottom: int, left: int, right: int,
+           border: int = BORDER_DEFAULT, value=0) -> jax.Array:
+  """Pads axes -3 and -2 (H, W) of an (N×)H×W×C array; see copy_make_border."""
+  widths = [(0, 0)] * (x.ndim - 3) + [(top, bottom), (left, right), (0, 0)]
+  mode = _NUMPY_MODE[border]
+  if border != BORDER_CONSTANT:
+    return jnp.pad(x, widths, mode=mode)
+  value = jnp.asarray(value, x.dtype)
+  if value.ndim == 0:
+    return jnp.pad(x, widths, constant_values=value)
+  # A per-channel value: pad with zeros, then fill the frame.
+  padded = jnp.pad(x, widths)
+  inside = jnp.pad(jnp.ones(x.shape[-3:-1], bool), widths[-3:-1])
+  return jnp.where(inside[..., None], padded, value)
+
+
+def copy_make_border(image, top: int, bottom: int, left: int, right: int,
+                     border_type: int = BORDER_CONSTANT, value=0) -> jax.Array:
+  """Pads the image like ``cv2.copyMakeBorder``.
+
+  Args:
+    image: H×W, H×W×C or N×H×W×C, any dtype.
+    top, bottom, left, right: non-negative pixel counts.
+    border_type: a ``BORDER_*`` mode (OpenCV's default here is CONSTANT too).
+    value: CONSTANT fill, a scalar or one value per channel.
+
+  Returns:
+    The padded image, same dtype and rank. For REFLECT/REFLECT_101 the pad
+    must be smaller than the side (OpenCV reflects again; numpy repeats).
+  """
+  image = jnp.asarray(image)
+  if image.ndim not in (2, 3, 4):
+    raise ValueError(f"copy_make_border: image must be H×W, H×W×C or N×H×W×C, got "
+                     f"shape {image.shape}")
+  check_border(border_type)
+  for name, n in (("top", top), ("bottom", bottom), ("left", left), ("right", right)):
+    if not isinstance(n, int) or n < 0:
+      raise ValueError(f"copy_make_border: {name} must be a non-negative int, got {n!r}")
+  x, restore = _images.as_batch(image)
+  return restore(pad_hw(x, top, bottom, left, right, border_type, value))

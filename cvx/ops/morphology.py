@@ -1,0 +1,165 @@
+"""Binary and grey-level morphology with structuring elements, as OpenCV.
+
+Erosion is the minimum and dilation the maximum over the structuring
+element's non-zero cells, anchored at its centre. The default border is
+OpenCV's "morphology default": pixels outside never win (+max for erosion,
+−max for dilation). Works on uint8 and float images of any channel count.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from cvx.ops import _images
+from cvx.ops import borders
+
+MORPH_RECT = 0
+MORPH_CROSS = 1
+MORPH_ELLIPSE = 2
+_SHAPES = {"MORPH_RECT": 0, "MORPH_CROSS": 1, "MORPH_ELLIPSE": 2}
+
+MORPH_ERODE = 0
+MORPH_DILATE = 1
+MORPH_OPEN = 2
+MORPH_CLOSE = 3
+MORPH_GRADIENT = 4
+MORPH_TOPHAT = 5
+MORPH_BLACKHAT = 6
+_OPS = {"MORPH_ERODE": 0, "MORPH_DILATE": 1, "MORPH_OPEN": 2, "MORPH_CLOSE": 3,
+        "MORPH_GRADIENT": 4, "MORPH_TOPHAT": 5, "MORPH_BLACKHAT": 6}
+
+
+def get_structuring_element(shape: int, ksize) -> np.ndarray:
+  """kh×kw uint8 0/1 element, equal to ``cv2.getStructuringElement``.
+
+  Args:
+    shape: MORPH_RECT, MORPH_CROSS or MORPH_ELLIPSE.
+    ksize: int or (width, height) as in OpenCV, any positive size.
+
+  Returns:
+    A numpy array (a static value, usable as a jit constant).
+  """
+  _images.check_choice("get_structuring_element", "shape", shape, _SHAPES)
+  kw, kh = _images.ksize_pair("get_structuring_element", ksize, odd=False)
+  cy, cx = kh // 2, kw // 2
+  element = np.zeros((kh, kw), np.uint8)
+  if shape == MORPH_RECT:
+    element[:] = 1
+  elif shape == MORPH_CROSS:
+    element[cy, :] = 1
+    element[:, cx] = 1
+  else:
+    r, c = kh // 2, kw // 2
+    inv_r2 = 1.0 / (r * r) if r else 0.0
+    for i in range(kh):
+      dy = i - r
+      if abs(dy) <= r:
+        dx = int(np.rint(c * np.sqrt((r * r - dy * dy) * inv_r2)))
+        element[i, max(c - dx, 0):min(c + dx + 1, kw)] = 1
+  return element
+
+
+def _check_kernel(fn: str, kernel) -> np.ndarray:
+  try:
+    kernel = np.asarray(kernel)
+  except jax.errors.TracerArrayConversionError as e:
+    raise TypeError(f"{fn}: kernel must be a concrete array (it fixes the program), "
+                    "not a traced value") from e
+  if kernel.ndim != 2 or kernel.size == 0:
+    raise ValueError(f"{fn}: kernel must be a non-empty 2-D array, got shape {kernel.shape}")
+  return kernel != 0
+
+
+def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
+             border_value) -> jax.Array:
+  """One erosion (min) or dilation (max) of an N×H×W×C array."""
+  kh, kw = mask.shape
+  ay, ax = kh // 2, kw // 2
+  if border == borders.BORDER_CONSTANT and border_value is None:
+    info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
+    border_value = info(image.dtype).min if use_max else info(image.dtype).max
+  x = borders.pad_hw(image, ay, kh - 1 - ay, ax, kw - 1 - ax, border,
+                     0 if border_value is None else border_value)
+  h, w = image.shape[1:3]
+  reduce = jnp.maximum if use_max else jnp.minimum
+  if mask.all():  # rectangles: separable, rows then columns
+    rows = [x[:, :, j:j + w] for j in range(kw)]
+    x = _reduce_all(reduce, rows)
+    return _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
+  return _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
+
+
+def _reduce_all(reduce, arrays):
+  out = arrays[0]
+  for a in arrays[1:]:
+    out = reduce(out, a)
+  return out
+
+
+def _morph(fn: str, image, kernel, iterations: int, border: int, border_value,
+           use_max: bool) -> jax.Array:
+  image = _images.check_image(image, fn=fn)
+  mask = _check_kernel(fn, kernel)
+  borders.check_border(border, fn)
+  if not isinstance(iterations, int) or iterations < 0:
+    raise ValueError(f"{fn}: iterations must be a non-negative int, got {iterations!r}")
+  x, restore = _images.as_batch(image)
+  for _ in range(iterations if mask.any() else 0):
+    x = _extreme(x, mask, use_max, border, border_value)
+  return restore(x)
+
+
+def erode(image, kernel, iterations: int = 1, border: int = borders.BORDER_CONSTANT,
+          border_value=None) -> jax.Array:
+  """Minimum over ``kernel``'s non-zero cells, like ``cv2.erode``.
+
+  Args:
+    image: H×W, H×W×C or N×H×W×C, uint8 or float.
+    kernel: concrete kh×kw array (e.g. from get_structuring_element).
+    iterations: number of successive erosions.
+    border: border mode; CONSTANT with ``border_value`` None is OpenCV's
+      default (outside pixels are ignored).
+    border_value: CONSTANT fill value.
+
+  Returns:
+    Same shape and dtype; bit-exact with OpenCV.
+  """
+  return _morph("erode", image, kernel, iterations, border, border_value, False)
+
+
+def dilate(image, kernel, iterations: int = 1, border: int = borders.BORDER_CONSTANT,
+           border_value=None) -> jax.Array:
+  """Maximum over ``kernel``'s non-zero cells, like ``cv2.dilate``; see erode."""
+  return _morph("dilate", image, kernel, iterations, border, border_value, True)
+
+
+def _subtract(a, b):
+  """a − b, saturated at 0 for uint8 as OpenCV."""
+  if a.dtype == jnp.uint8:
+    return (jnp.maximum(a, b) - b).astype(jnp.uint8)
+  return a - b
+
+
+def morphology_ex(image, op: int, kernel, iterations: int = 1,
+                  border: int = borders.BORDER_CONSTANT, border_value=None) -> jax.Array:
+  """Compound operations, like ``cv2.morphologyEx``.
+
+  OPEN = dilate(erode), CLOSE = erode(dilate), each ``iterations`` times;
+  GRADIENT = dilate − erode, TOPHAT = image − open, BLACKHAT = close − image.
+  ERODE and DILATE are accepted too.
+  """
+  _images.check_choice("morphology_ex", "op", op, _OPS)
+  args = (kernel, iterations, border, border_value)
+  if op == MORPH_ERODE:
+    return erode(image, *args)
+  if op == MORPH_DILATE:
+    return dilate(image, *args)
+  if op == MORPH_OPEN:
+    return dilate(erode(image, *args), *args)
+  if op == MORPH_CLOSE:
+    return erode(dilate(image, *args), *args)
+  if op == MORPH_GRADIENT:
+    return _subtract(dilate(image, *args), erode(image, *args))
+  image = _images.check_image(image, fn="morphology_ex")
+  if op == MORPH_TOPHAT:
+    return _subtract(image, dilate(erode(image, *args), *args))
+  return _subtract(erode(dilate(image, *args), *args), image)
