@@ -154,24 +154,31 @@ def _fma_tables() -> np.ndarray:
 _HSV2RGB_FMA = _fma_tables()  # 180×256×2
 
 
+_LEVELS = np.arange(256, dtype=np.float32) * np.float32(1.0 / 255.0)  # x / 255
+_ONE_MINUS = (np.float32(1.0) - _LEVELS).astype(np.float32)
+
+
 def _hsv_to_rgb_uint8(image: jax.Array) -> jax.Array:
   """cv2's vectorised HSV2RGB_b: float32 sector arithmetic, truncated to uint8.
 
   OpenCV truncates in its SIMD loop but rounds in the scalar loop that ends
   each row (the last W mod 32 pixels with AVX2); we truncate everywhere, so
-  those tail pixels can differ by one.
+  those tail pixels can differ by one. Every factor is looked up in a table
+  computed in numpy, so XLA cannot contract ``1 − S/255`` into an FMA under
+  jit and change the rounding.
   """
   hi = image[..., 0].astype(jnp.int32)
   si = image[..., 1].astype(jnp.int32)
-  s = image[..., 1].astype(jnp.float32) * np.float32(1.0 / 255.0)
-  v = image[..., 2].astype(jnp.float32) * np.float32(1.0 / 255.0)
-  sector = jnp.floor(hi.astype(jnp.float32) * np.float32(6.0 / 180.0)).astype(jnp.int32)
+  v = jnp.asarray(_LEVELS)[image[..., 2]]
+  sector = jnp.asarray(np.floor(np.arange(180) * np.float32(6.0 / 180.0)).astype(np.int32))
+  sector = sector[jnp.clip(hi, 0, 179)]
   fma = jnp.asarray(_HSV2RGB_FMA)[jnp.clip(hi, 0, 179), si]
-  tab = jnp.stack([v, v * (1.0 - s), v * fma[..., 0], v * fma[..., 1]], axis=-1)
+  one_minus_s = jnp.asarray(_ONE_MINUS)[si]
+  tab = jnp.stack([v, v * one_minus_s, v * fma[..., 0], v * fma[..., 1]], axis=-1)
   # Rows pick (b, g, r) from tab per sector, as OpenCV's sector_data.
   sector_data = jnp.asarray([[1, 3, 0], [1, 0, 2], [3, 0, 1],
                              [0, 2, 1], [0, 1, 3], [2, 1, 0]])
-  bgr = jnp.take_along_axis(tab, sector_data[jnp.clip(sector, 0, 5)], axis=-1)
+  bgr = jnp.take_along_axis(tab, sector_data[sector], axis=-1)
   return jnp.clip(jnp.trunc(bgr[..., ::-1] * np.float32(255.0)), 0, 255).astype(jnp.uint8)
 
 
