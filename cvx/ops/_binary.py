@@ -3,6 +3,7 @@
 Binary-image ops accept H×W, H×W×1 or N×H×W×1 arrays, uint8, bool or float;
 nonzero means foreground, as in OpenCV.
 """
+import functools
 from typing import Callable
 
 import jax
@@ -24,7 +25,16 @@ def planes(image, fn: str, name: str = "image") -> tuple[jax.Array, bool]:
                    f"got shape {image.shape}")
 
 
-def map_planes(core: Callable, stack: jax.Array, batched: bool):
-  """Applies ``core`` to every plane; drops the batch axis for one image."""
-  out = jax.vmap(core)(stack)
+@functools.lru_cache(maxsize=None)
+def _compiled(core: Callable, static: tuple) -> Callable:
+  return jax.jit(jax.vmap(functools.partial(core, **dict(static))))
+
+
+def map_planes(core: Callable, stack: jax.Array, batched: bool, **static):
+  """``core(plane, **static)`` on every plane, compiled once per setting.
+
+  The static keyword arguments must be hashable. Drops the batch axis for one
+  image. Under an outer ``jit`` or ``vmap`` the inner ``jit`` is inlined.
+  """
+  out = _compiled(core, tuple(sorted(static.items())))(stack)
   return out if batched else jax.tree.map(lambda a: a[0], out)

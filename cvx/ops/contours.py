@@ -290,8 +290,8 @@ def find_contours(binary, mode: int = RETR_TREE, method: int = CHAIN_APPROX_NONE
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"find_contours: {name} must be a positive int, got {value!r}")
   stack, batched = _binary.planes(binary, "find_contours", "binary")
-  core = lambda b: _find(b, mode, method, max_contours, max_points)
-  return _binary.map_planes(core, stack, batched)
+  return _binary.map_planes(_find, stack, batched, mode=mode, method=method,
+                            max_contours=max_contours, max_points=max_points)
 
 
 def _ring(contour, length):

@@ -93,7 +93,7 @@ def connected_components(binary, connectivity: int = 8):
   """
   _check_connectivity("connected_components", connectivity)
   stack, batched = _binary.planes(binary, "connected_components", "binary")
-  return _binary.map_planes(lambda b: _label(b, connectivity), stack, batched)
+  return _binary.map_planes(_label, stack, batched, connectivity=connectivity)
 
 
 def _stats(labels, capacity):
@@ -142,9 +142,10 @@ def connected_components_with_stats(binary, connectivity: int = 8,
     raise ValueError("connected_components_with_stats: max_components must be a "
                      f"positive int, got {max_components!r}")
   stack, batched = _binary.planes(binary, "connected_components_with_stats", "binary")
+  return _binary.map_planes(_label_with_stats, stack, batched,
+                            connectivity=connectivity, capacity=max_components)
 
-  def core(b):
-    count, labels = _label(b, connectivity)
-    return (count, labels) + _stats(labels, max_components)
 
-  return _binary.map_planes(core, stack, batched)
+def _label_with_stats(fg, connectivity, capacity):
+  count, labels = _label(fg, connectivity)
+  return (count, labels) + _stats(labels, capacity)

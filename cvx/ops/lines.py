@@ -62,14 +62,20 @@ def _bins(height, width, rho, theta, min_theta, max_theta):
 def _accumulate(edges, numrho, tab_sin, tab_cos):
   """numangle×numrho int32 votes of one H×W bool edge map."""
   height, width = edges.shape
-  ys, xs = np.mgrid[:height, :width].astype(np.float32)
-  # Two float32 products and a float32 sum, then round half to even (cvRound).
-  r = (xs.reshape(-1, 1) * tab_cos + ys.reshape(-1, 1) * tab_sin)
-  r = jnp.round(jnp.asarray(r)).astype(jnp.int32) + (numrho - 1) // 2
-  n = jnp.broadcast_to(jnp.arange(tab_sin.size), r.shape)
-  votes = jnp.broadcast_to(edges.reshape(-1, 1), r.shape).astype(jnp.int32)
-  acc = jnp.zeros((tab_sin.size, numrho), jnp.int32)
-  return acc.at[n, r].add(votes, mode="drop")
+  # OpenCV's float32 products x·cos/rho and y·sin/rho, made on the host: on
+  # device XLA may fuse product and sum into an FMA, which rounds differently.
+  px = (np.arange(width, dtype=np.float32)[:, None] * tab_cos).T
+  py = (np.arange(height, dtype=np.float32)[:, None] * tab_sin).T
+  votes = edges.reshape(-1).astype(jnp.int32)
+
+  def one_angle(cols):
+    x_part, y_part = cols
+    # float32 sum, then round half to even as cvRound does.
+    r = jnp.round(y_part[:, None] + x_part[None, :]).astype(jnp.int32)
+    r = r.reshape(-1) + (numrho - 1) // 2
+    return jnp.zeros(numrho, jnp.int32).at[r].add(votes, mode="drop")
+
+  return jax.lax.map(one_angle, (jnp.asarray(px), jnp.asarray(py)), batch_size=16)
 
 
 def hough_accumulator(edges, rho: float, theta: float, min_theta: float = 0.0,
@@ -87,10 +93,13 @@ def hough_accumulator(edges, rho: float, theta: float, min_theta: float = 0.0,
   """
   _check("hough_accumulator", rho, theta, min_theta, max_theta)
   stack, batched = _binary.planes(edges, "hough_accumulator", "edges")
-  _, numrho, tab_sin, tab_cos = _bins(*stack.shape[1:], rho, theta, min_theta,
-                                      max_theta)
-  core = lambda e: _accumulate(e, numrho, tab_sin, tab_cos)
-  return _binary.map_planes(core, stack, batched)
+  return _binary.map_planes(_accumulator_core, stack, batched, rho=rho, theta=theta,
+                            min_theta=min_theta, max_theta=max_theta)
+
+
+def _accumulator_core(edges, rho, theta, min_theta, max_theta):
+  _, numrho, tab_sin, tab_cos = _bins(*edges.shape, rho, theta, min_theta, max_theta)
+  return _accumulate(edges, numrho, tab_sin, tab_cos)
 
 
 def _peaks(acc, threshold, max_lines, rho, theta, min_theta):
@@ -105,9 +114,13 @@ def _peaks(acc, threshold, max_lines, rho, theta, min_theta):
   # top_k puts the lower flat index (smaller angle, then rho) first on ties.
   votes, idx = jax.lax.top_k(key, max_lines)
   valid = votes >= 0
-  n, r = idx // numrho, idx % numrho
-  rho_value = (r - (numrho - 1) // 2).astype(jnp.float32) * np.float32(rho)
-  theta_value = np.float32(min_theta) + n.astype(jnp.float32) * np.float32(theta)
+  # Bin values as host constants, so no fused multiply-add changes a bit.
+  rho_values = ((np.arange(numrho) - (numrho - 1) // 2).astype(np.float32)
+                * np.float32(rho))
+  theta_values = (np.float32(min_theta)
+                  + np.arange(numangle, dtype=np.float32) * np.float32(theta))
+  rho_value = jnp.asarray(rho_values)[idx % numrho]
+  theta_value = jnp.asarray(theta_values)[idx // numrho]
   zero = jnp.zeros_like
   return HoughLines(jnp.where(valid, rho_value, zero(rho_value)),
                     jnp.where(valid, theta_value, zero(theta_value)),
@@ -139,11 +152,11 @@ def hough_lines(edges, rho: float, theta: float, threshold: int, max_lines: int 
   if not isinstance(max_lines, int) or max_lines < 1:
     raise ValueError(f"hough_lines: max_lines must be a positive int, got {max_lines!r}")
   stack, batched = _binary.planes(edges, "hough_lines", "edges")
-  _, numrho, tab_sin, tab_cos = _bins(*stack.shape[1:], rho, theta, min_theta, max_theta)
-  max_lines = min(max_lines, tab_sin.size * numrho)
+  return _binary.map_planes(_lines_core, stack, batched, rho=rho, theta=theta,
+                            threshold=threshold, max_lines=max_lines,
+                            min_theta=min_theta, max_theta=max_theta)
 
-  def core(e):
-    acc = _accumulate(e, numrho, tab_sin, tab_cos)
-    return _peaks(acc, threshold, max_lines, rho, theta, min_theta)
 
-  return _binary.map_planes(core, stack, batched)
+def _lines_core(edges, rho, theta, threshold, max_lines, min_theta, max_theta):
+  acc = _accumulator_core(edges, rho, theta, min_theta, max_theta)
+  return _peaks(acc, threshold, min(max_lines, acc.size), rho, theta, min_theta)
