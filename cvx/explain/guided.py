@@ -54,8 +54,11 @@ def _is_relu(eqn) -> bool:
 
 
 def _has_relu(jaxpr) -> bool:
-  return any(_is_relu(eqn) or any(_has_relu(sub) for sub in jex.jaxprs_in_params(eqn.params))
-             for eqn in jaxpr.eqns)
+  return any(_is_relu(eqn) or _has_nested_relu(eqn) for eqn in jaxpr.eqns)
+
+
+def _has_nested_relu(eqn) -> bool:
+  return any(_has_relu(sub) for sub in jex.jaxprs_in_params(eqn.params))
 
 
 def _evaluate(jaxpr, consts, args):
@@ -75,7 +78,7 @@ def _evaluate(jaxpr, consts, args):
       inner = eqn.params["jaxpr"]
       outputs = _evaluate(inner.jaxpr, inner.consts, inputs)
     else:
-      if any(_has_relu(sub) for sub in jex.jaxprs_in_params(eqn.params)):
+      if _has_nested_relu(eqn):
         raise ValueError(f"a ReLU inside {eqn.primitive.name!r} cannot be guided; "
                          "only ReLUs at top level or inside jit are")
       with eqn.ctx.manager:

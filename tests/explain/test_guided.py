@@ -22,6 +22,12 @@ def _mlp(**kwargs):
   return model, {"params": model.init(jax.random.PRNGKey(0), IMAGES)["params"]}
 
 
+def _plain_gradient(model, variables, images, target):
+  def total(x):
+    return model.apply(variables, x)[0][jnp.arange(len(x)), target].sum()
+  return jax.grad(total)(images)
+
+
 def _numpy_guided(params, images, target):
   """Hand-written backward pass of Dense → ReLU → Dense → ReLU → Dense."""
   w = [np.asarray(params[k]["kernel"], np.float64) for k in ("dense0", "dense1", "head")]
@@ -41,14 +47,14 @@ def test_guided_backprop_matches_a_numpy_reference():
   ours = guided.guided_backprop(model, variables, IMAGES, TARGET)
   want = _numpy_guided(variables["params"], IMAGES, np.asarray(TARGET))
   np.testing.assert_allclose(ours, want, rtol=1e-5, atol=1e-6)
-  plain = jax.grad(lambda x: model.apply(variables, x)[0][jnp.arange(5), TARGET].sum())(IMAGES)
+  plain = _plain_gradient(model, variables, IMAGES, TARGET)
   assert not np.allclose(plain, want, atol=1e-3)  # The guidance matters here.
 
 
 def test_without_relus_it_is_the_plain_gradient():
   model, variables = _mlp(activation=jnp.tanh)
   ours = guided.guided_backprop(model, variables, IMAGES, TARGET)
-  plain = jax.grad(lambda x: model.apply(variables, x)[0][jnp.arange(5), TARGET].sum())(IMAGES)
+  plain = _plain_gradient(model, variables, IMAGES, TARGET)
   np.testing.assert_allclose(ours, plain, rtol=1e-6, atol=1e-7)
 
 
@@ -73,9 +79,10 @@ def test_relus_reached_through_fields_partials_and_jit_are_guided():
   variables = {"params": model.init(jax.random.PRNGKey(2), images)["params"]}
   ours = guided.guided_backprop(model, variables, images, target)
   explicit = ConvNet(act=guided.guided_relu)  # Guided by construction.
-  want = jax.grad(lambda x: explicit.apply(variables, x)[0][jnp.arange(3), target].sum())(images)
+  want = _plain_gradient(explicit, variables, images, target)
   np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-7)
-  jitted = jax.jit(guided.guided_backprop, static_argnums=0)(model, variables, images, target)
+  jitted = jax.jit(guided.guided_backprop, static_argnums=0)(model, variables, images,
+                                                             target)
   np.testing.assert_allclose(jitted, ours, rtol=1e-5, atol=1e-7)
   for i in range(3):  # Each example for its own target.
     single = guided.guided_backprop(model, variables, images[i:i + 1], target[i:i + 1])
