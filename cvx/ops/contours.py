@@ -9,6 +9,7 @@ or CHAIN_APPROX_SIMPLE) and the hierarchy therefore equal OpenCV's exactly.
 It is sequential by nature; the loop jumps straight to the next run boundary
 of a row instead of visiting every pixel.
 """
+import functools
 from typing import NamedTuple
 
 import jax
@@ -198,11 +199,11 @@ def _step(st, mode, method):
       holes=holes, parents=parents)
 
 
-def _trace(binary, mode, method, max_contours, max_points):
-  """Runs OpenCV's scanner; contours in creation order with parents."""
+def _init(binary, max_contours, max_points):
+  """Scanner state for one plane, before the first pixel."""
   img = jnp.pad(binary.astype(jnp.int32), 1)
   zero = jnp.int32(0)
-  st = _State(
+  return _State(
       img=img, owner=jnp.full(img.shape, -1, jnp.int32), y=jnp.int32(1),
       x=jnp.int32(1), prev=zero, last_x=zero, following=jnp.bool_(False),
       done=jnp.bool_(img.shape[0] < 3), cy=zero, cx=zero, s=zero, prev_s=zero,
@@ -211,7 +212,6 @@ def _trace(binary, mode, method, max_contours, max_points):
       lengths=jnp.zeros(max_contours, jnp.int32),
       holes=jnp.zeros(max_contours, bool),
       parents=jnp.full(max_contours, -1, jnp.int32))
-  return jax.lax.while_loop(lambda s: ~s.done, lambda s: _step(s, mode, method), st)
 
 
 def _tree_order(parents, count):
@@ -247,8 +247,8 @@ def _tree_order(parents, count):
   return order, links
 
 
-def _find(binary, mode, method, max_contours, max_points):
-  st = _trace(binary, mode, method, max_contours, max_points)
+def _finish(st, max_contours):
+  """Creation-order results of one plane → OpenCV's order and hierarchy."""
   count = jnp.minimum(st.k, max_contours)
   order, links = _tree_order(jnp.where(jnp.arange(max_contours) < count,
                                        st.parents, -1), count)
@@ -259,6 +259,39 @@ def _find(binary, mode, method, max_contours, max_points):
       lengths=jnp.where(valid, st.lengths[pick], 0),
       hierarchy=jnp.where(valid[:, None], links[pick], -1),
       is_hole=valid & st.holes[pick], count=st.k)
+
+
+def _find_planes(stack, mode, method, max_contours, max_points):
+  """Contours of N planes with one loop over the batch.
+
+  The step is vmapped inside an unbatched ``while_loop`` (a finished plane's
+  step writes nothing), so no per-iteration select copies the point buffers
+  as a vmapped ``while_loop`` would.
+  """
+  init = jax.vmap(lambda b: _init(b, max_contours, max_points))(stack)
+  step = jax.vmap(lambda st: _step(st, mode, method))
+  st = jax.lax.while_loop(lambda st: jnp.any(~st.done), step, init)
+  return jax.vmap(lambda st: _finish(st, max_contours))(st)
+
+
+@functools.lru_cache(maxsize=None)
+def _finders(mode, method, max_contours, max_points):
+  """Jitted (batch, single plane) finders; ``jax.vmap`` of the single one
+  runs the batch finder (a custom batching rule)."""
+  planes = functools.partial(_find_planes, mode=mode, method=method,
+                             max_contours=max_contours, max_points=max_points)
+
+  @jax.custom_batching.custom_vmap
+  def single(plane):
+    return jax.tree.map(lambda a: a[0], planes(plane[None]))
+
+  @single.def_vmap
+  def _(axis_size, in_batched, plane):
+    if not in_batched[0]:
+      plane = jnp.broadcast_to(plane, (axis_size,) + plane.shape)
+    return planes(plane), Contours(*[True] * len(Contours._fields))
+
+  return jax.jit(planes), jax.jit(single)
 
 
 def find_contours(binary, mode: int = RETR_TREE, method: int = CHAIN_APPROX_NONE,
@@ -290,8 +323,8 @@ def find_contours(binary, mode: int = RETR_TREE, method: int = CHAIN_APPROX_NONE
     if not isinstance(value, int) or value < 1:
       raise ValueError(f"find_contours: {name} must be a positive int, got {value!r}")
   stack, batched = _binary.planes(binary, "find_contours", "binary")
-  return _binary.map_planes(_find, stack, batched, mode=mode, method=method,
-                            max_contours=max_contours, max_points=max_points)
+  batch_fn, single_fn = _finders(mode, method, max_contours, max_points)
+  return batch_fn(stack) if batched else single_fn(stack[0])
 
 
 def _ring(contour, length):
