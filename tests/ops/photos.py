@@ -27,17 +27,18 @@ def run(mode: str, fn, images):
   """Applies ``fn`` to each of ``images`` (same shape) in ``mode``; list of numpy results.
 
   eager/jit call ``fn`` per image; vmap maps it over the stacked images; batch
-  passes the stack itself (H×W images get a channel axis, removed again).
+  passes the stack itself (H×W images get a channel axis, removed again). Both
+  batched modes run under jit, as in a train step (and to keep tests fast).
   """
   if mode in ("eager", "jit"):
     f = jax.jit(fn) if mode == "jit" else fn
     return [jax.tree.map(np.asarray, f(im)) for im in images]
   stack = np.stack(images)
   if mode == "vmap":
-    out = jax.vmap(fn)(stack)
+    out = jax.jit(jax.vmap(fn))(stack)
   else:
     squeeze = stack.ndim == 3
-    out = fn(stack[..., None] if squeeze else stack)
+    out = jax.jit(fn)(stack[..., None] if squeeze else stack)
     if squeeze:
       out = jax.tree.map(lambda y: y[..., 0] if y.ndim == 4 else y, out)
   return [jax.tree.map(lambda y, i=i: np.asarray(y[i]), out) for i in range(len(images))]

@@ -62,10 +62,10 @@ def test_rgb_to_hsv_float(mode):
 
 
 def test_hsv_to_rgb_uint8_exact_on_every_hsv_triple():
-  # Every (H, S, V) with H < 180, rows of width 256 (see the docstring on OpenCV's
+  # Every (H, S) with H < 180 and every even V, rows of width 128 (see the docstring on OpenCV's
   # rounding of the last W mod 32 pixels of a row).
-  hsv = np.stack(np.meshgrid(np.arange(180), np.arange(256), np.arange(256), indexing="ij"),
-                 -1).astype(np.uint8).reshape(-1, 256, 3)
+  hsv = np.stack(np.meshgrid(np.arange(180), np.arange(256), np.arange(0, 256, 2), indexing="ij"),
+                 -1).astype(np.uint8).reshape(-1, 128, 3)
   out = jax.jit(ops.hsv_to_rgb)(hsv)
   np.testing.assert_array_equal(out, cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB))
 
@@ -97,7 +97,7 @@ def test_bgr_split_merge_match_opencv():
 
 
 def test_float_conversions_are_differentiable():
-  x = jnp.asarray(photo("astronaut")[40:44, 40:44].astype(np.float32) / 255)
+  x = jnp.asarray(photo("astronaut")[40:42, 40:42].astype(np.float32) / 255)
   check_grads(lambda v: ops.rgb_to_gray(v).sum(), (x,), order=1, modes=["rev"])
   hsv = ops.rgb_to_hsv(x)
   check_grads(lambda v: ops.hsv_to_rgb(v), (hsv,), order=1, modes=["rev"], atol=1e-2, rtol=1e-2)

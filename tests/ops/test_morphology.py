@@ -1,0 +1,93 @@
+"""cvx.ops.morphology against cv2 (bit-exact) on photographs and binary masks."""
+import cv2
+import jax
+import numpy as np
+import pytest
+
+from cvx import ops
+from tests.ops.photos import MODES, photo, run
+
+SHAPES = [ops.MORPH_RECT, ops.MORPH_CROSS, ops.MORPH_ELLIPSE]
+
+
+def test_structuring_elements_equal_opencv():
+  for shape in SHAPES:
+    for ksize in [(3, 3), (5, 5), (7, 5), (4, 6), (1, 5), (9, 9), (2, 2), (15, 11)]:
+      np.testing.assert_array_equal(ops.get_structuring_element(shape, ksize),
+                                    cv2.getStructuringElement(shape, ksize), err_msg=str(ksize))
+
+
+def _binary(name):
+  return cv2.threshold(photo(name, gray=True), 0, 255, cv2.THRESH_OTSU)[1]
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("kind", ["gray", "binary", "color"])
+def test_erode_dilate_exact(mode, kind):
+  if kind == "color":
+    images = [photo("astronaut"), photo("coffee")]
+  else:
+    images = [photo(n, gray=True) if kind == "gray" else _binary(n) for n in ("coins", "camera")]
+  ellipse = ops.get_structuring_element(ops.MORPH_ELLIPSE, (5, 5))
+  cross = ops.get_structuring_element(ops.MORPH_CROSS, (3, 5))
+  rect = np.ones((3, 3), np.uint8)
+  fn = lambda x: (ops.erode(x, ellipse), ops.dilate(x, cross, iterations=2),
+                  ops.erode(x, rect, 2, ops.BORDER_REPLICATE),
+                  ops.dilate(x, ellipse, 1, ops.BORDER_CONSTANT, 255))
+  for image, (e, d, e_rep, d_const) in zip(images, run(mode, fn, images)):
+    np.testing.assert_array_equal(e, cv2.erode(image, ellipse))
+    np.testing.assert_array_equal(d, cv2.dilate(image, cross, iterations=2))
+    np.testing.assert_array_equal(e_rep, cv2.erode(image, rect, iterations=2,
+                                                   borderType=cv2.BORDER_REPLICATE))
+    # OpenCV reads a scalar borderValue as (v, 0, 0, 0); ours fills every channel.
+    np.testing.assert_array_equal(d_const, cv2.dilate(image, ellipse, borderType=cv2.BORDER_CONSTANT,
+                                                      borderValue=(255, 255, 255)))
+
+
+OPS = [ops.MORPH_ERODE, ops.MORPH_DILATE, ops.MORPH_OPEN, ops.MORPH_CLOSE, ops.MORPH_GRADIENT,
+       ops.MORPH_TOPHAT, ops.MORPH_BLACKHAT]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_morphology_ex_exact(mode):
+  images = [photo("coins", gray=True), _binary("text")]
+  kernel = ops.get_structuring_element(ops.MORPH_ELLIPSE, (5, 3))
+  fn = lambda x: [ops.morphology_ex(x, op, kernel, iterations=2) for op in OPS]
+  for image, outs in zip(images, run(mode, fn, images)):
+    for op, out in zip(OPS, outs):
+      np.testing.assert_array_equal(out, cv2.morphologyEx(image, op, kernel, iterations=2),
+                                    err_msg=f"op {op}")
+
+
+def test_float_images_match_opencv_float32():
+  image = photo("coins", gray=True).astype(np.float32) / 255
+  kernel = ops.get_structuring_element(ops.MORPH_RECT, (5, 3))
+  np.testing.assert_array_equal(ops.erode(image, kernel), cv2.erode(image, kernel))
+  np.testing.assert_array_equal(ops.morphology_ex(image, ops.MORPH_GRADIENT, kernel),
+                                cv2.morphologyEx(image, cv2.MORPH_GRADIENT, kernel))
+
+
+def test_opening_removes_specks_seed_000():
+  # Seed 000: erosion removes small details, dilation fills small gaps.
+  image = np.zeros((20, 20), np.uint8)
+  image[5:15, 5:15] = 255
+  image[1, 1] = 255  # a speck
+  image[9, 9] = 0  # a hole
+  kernel = np.ones((3, 3), np.uint8)
+  opened = np.asarray(ops.morphology_ex(image, ops.MORPH_OPEN, kernel))
+  closed = np.asarray(ops.morphology_ex(image, ops.MORPH_CLOSE, kernel))
+  assert opened[1, 1] == 0 and opened[6, 6] == 255
+  assert closed[9, 9] == 255
+
+
+@pytest.mark.parametrize("call, error, match", [
+    (lambda x: ops.get_structuring_element(3, (3, 3)), ValueError, "shape=3"),
+    (lambda x: ops.get_structuring_element(0, (0, 3)), ValueError, "ksize"),
+    (lambda x: ops.erode(x, np.ones(3)), ValueError, "2-D"),
+    (lambda x: ops.dilate(x, np.ones((3, 3)), iterations=-1), ValueError, "iterations"),
+    (lambda x: ops.morphology_ex(x, 9, np.ones((3, 3))), ValueError, "op=9"),
+    (lambda x: jax.jit(lambda k: ops.erode(x, k))(np.ones((3, 3))), TypeError, "concrete"),
+])
+def test_bad_arguments(call, error, match):
+  with pytest.raises(error, match=match):
+    call(photo("coins", gray=True))
