@@ -21,3 +21,12 @@ from cvx.ops.morphology import (MORPH_BLACKHAT, MORPH_CLOSE, MORPH_CROSS, MORPH_
                                 MORPH_TOPHAT, dilate, erode, get_structuring_element,
                                 morphology_ex)
 from cvx.ops.edges import canny, gradient_magnitude, gradient_orientation, log_zero_crossings
+from cvx.ops.lines import HoughLines, hough_accumulator, hough_lines
+from cvx.ops.labels import (CC_STAT_AREA, CC_STAT_HEIGHT, CC_STAT_LEFT, CC_STAT_TOP,
+                            CC_STAT_WIDTH, connected_components,
+                            connected_components_with_stats)
+from cvx.ops.contours import (CHAIN_APPROX_NONE, CHAIN_APPROX_SIMPLE, RETR_CCOMP,
+                              RETR_EXTERNAL, RETR_LIST, RETR_TREE, Contours, arc_length,
+                              bounding_rect, contour_area, find_contours)
+from cvx.ops.segmentation import KMeans, kmeans, kmeans_segment, threshold_segment
+from cvx.ops.noise import gaussian_noise, salt_and_pepper, speckle

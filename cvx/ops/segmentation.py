@@ -7,6 +7,7 @@ squared distances, scikit-learn's inertia). Lloyd stops when no assignment
 changes or no centre moves more than ``epsilon``; ``max_iter`` is a safety
 net and hitting it is reported in ``converged``.
 """
+import functools
 import math
 from typing import NamedTuple
 
@@ -47,8 +48,10 @@ def _plus_plus(key, x, k, trials):
 
   def add(i, state):
     centers, closest = state
-    probs = closest / jnp.maximum(jnp.sum(closest), jnp.finfo(x.dtype).tiny)
-    picks = jax.random.choice(jax.random.fold_in(k_rest, i), n, (trials,), p=probs)
+    # Inverse-CDF sampling proportional to D² (cheaper to compile than choice).
+    cdf = jnp.cumsum(closest)
+    u = jax.random.uniform(jax.random.fold_in(k_rest, i), (trials,)) * cdf[-1]
+    picks = jnp.minimum(jnp.sum(cdf[None, :] <= u[:, None], axis=1), n - 1)
     candidate = jnp.minimum(closest[None], _sq_dist(x, x[picks]).T)  # trials × N
     best = jnp.argmin(jnp.sum(candidate, axis=1))
     return centers.at[i].set(x[picks[best]]), candidate[best]
@@ -126,7 +129,11 @@ def kmeans(key, data, k: int, attempts: int = 3, max_iter: int = 300,
   """
   x = _check_kmeans(data, k, attempts, max_iter, epsilon)
   trials = 2 + int(math.log(k)) if trials is None else trials
+  return _kmeans(key, x, k, attempts, max_iter, float(epsilon), trials)
 
+
+@functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
+def _kmeans(key, x, k, attempts, max_iter, epsilon, trials):
   def one(key, x):
     def attempt(key):
       return _lloyd(x, _plus_plus(key, x, k, trials), max_iter, epsilon)
