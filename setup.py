@@ -32,6 +32,11 @@ TEST_REQUIRES = [
     "nbclient>=0.10,<0.12",
     "nbformat>=5.10,<6",
     "ipykernel>=6.29,<8",
+    # Peers for parity tests: torchvision models, pytorch-grad-cam.
+    "torch>=2.14,<3",
+    "torchvision>=0.29,<1",
+    "grad-cam>=1.5.7,<1.6",
+    "ttach>=0.0.3,<0.1",
 ]
 
 setup(

@@ -2,7 +2,9 @@
 
 Importing this package registers every architecture module below.
 """
-from cvx.models import lenet, mlp  # noqa: F401  (registration side effects)
+from cvx.models import (  # noqa: F401  (registration side effects)
+    alexnet, densenet, efficientnet, googlenet, lenet, mlp, mobilenet, resnet, vgg,
+    xception)
 from cvx.models.registry import create, list_models, register
 
 __all__ = ["create", "list_models", "register"]
