@@ -22,7 +22,7 @@ from tqdm import tqdm
 
 from cvx import augment, models, plots, tasks
 from cvx.data import pipeline, sources
-from cvx.explain import cam, visualize
+from cvx.explain import cam, overlay, visualize
 from cvx.train import checkpoint, optim, parallel, step as step_lib
 from cvx.train import state as state_lib
 from cvx.train.writers import MetricWriter
@@ -353,8 +353,7 @@ def _gradcam_grid(run: Run, state, predicted, labels, mask, path: str,
   images = run.eval_src.read(index)["image"]
   maps = cam.grad_cam(run.model, variables, step_lib.eval_inputs(images, run.config),
                       layer=layer, target=predicted[index])
-  maps = np.asarray(cam.upsample(cam.normalize(maps), images.shape[1:3]))
-  tiles = [plots.overlay(im, m) for im, m in zip(images, maps)]
+  tiles = list(overlay.overlays(images, maps))
   titles = [f"{'✓' if i in right else '✗'} {labels[i]}→{predicted[i]}" for i in index]
   plots.image_grid(tiles, titles, path,
                    title=f"Grad-CAM ({layer}) of the predicted class: "
