@@ -30,6 +30,37 @@ def crop(key, image, padding: int | None = None):
   return jax.lax.dynamic_slice(padded, (dy, dx, 0), image.shape)
 
 
+def resized_crop(key, image, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """Inception-style crop: a random box, resized (bilinear) back to H×W.
+
+  The box covers a fraction in ``scale`` of the image area with aspect ratio
+  (w/h) log-uniform in ``ratio``, clipped to the image; box corners and sizes
+  are whole pixels, as in torchvision's ``RandomResizedCrop``. Sampling uses
+  pixel centres and replicates the border, as ``cv2.resize`` (INTER_LINEAR).
+  """
+  h, w = image.shape[:2]
+  y0, x0, ch, cw = resized_crop_box(key, h, w, scale, ratio)
+  ys = jnp.clip(y0 + (jnp.arange(h) + 0.5) * (ch / h) - 0.5, y0, y0 + ch - 1)
+  xs = jnp.clip(x0 + (jnp.arange(w) + 0.5) * (cw / w) - 0.5, x0, x0 + cw - 1)
+  grid = jnp.meshgrid(ys, xs, indexing="ij")
+  channels = [jax.scipy.ndimage.map_coordinates(image[..., c], grid, order=1)
+              for c in range(image.shape[-1])]
+  return jnp.stack(channels, axis=-1)
+
+
+def resized_crop_box(key, h: int, w: int, scale=(0.08, 1.0), ratio=(3 / 4, 4 / 3)):
+  """The box :func:`resized_crop` draws: (top, left, height, width) in pixels."""
+  k_area, k_ratio, k_y, k_x = jax.random.split(key, 4)
+  area = h * w * jax.random.uniform(k_area, minval=scale[0], maxval=scale[1])
+  aspect = jnp.exp(jax.random.uniform(k_ratio, minval=math.log(ratio[0]),
+                                      maxval=math.log(ratio[1])))
+  cw = jnp.clip(jnp.round(jnp.sqrt(area * aspect)), 1, w).astype(jnp.int32)
+  ch = jnp.clip(jnp.round(jnp.sqrt(area / aspect)), 1, h).astype(jnp.int32)
+  y0 = jax.random.randint(k_y, (), 0, h - ch + 1)
+  x0 = jax.random.randint(k_x, (), 0, w - cw + 1)
+  return y0, x0, ch, cw
+
+
 def affine(key, image, degrees: float = 15.0, scale: float = 0.15,
            shear: float = 0.2, translate: float = 0.1):
   """Random rotation (±degrees), zoom (1±scale), shear and shift (±translate·size).
@@ -70,7 +101,7 @@ def noise(key, image, sigma: float = 0.05):
 
 
 AUGMENTATIONS: dict[str, Augment] = {
-    "flip": flip, "crop": crop, "affine": affine, "jitter": jitter,
+    "flip": flip, "crop": crop, "resized_crop": resized_crop, "affine": affine, "jitter": jitter,
     "noise": noise}
 
 

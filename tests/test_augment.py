@@ -70,3 +70,20 @@ def test_unknown_names_list_the_available_ones():
   with pytest.raises(ValueError, match=r"unknown augmentation\(s\) \['rotate'\].*affine"):
     augment.build("flip, rotate")
   assert augment.build(" , ") is None
+
+
+def test_resized_crop_of_the_whole_image_is_identity(photo):
+  out = augment.resized_crop(KEY, photo, scale=(1.0, 1.0), ratio=(1.0, 1.0))
+  np.testing.assert_allclose(out, photo, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_resized_crop_matches_cv2_resize_of_its_box(photo, seed):
+  import cv2  # pylint: disable=g-import-not-at-top
+  key = jax.random.PRNGKey(seed)
+  y0, x0, ch, cw = map(int, augment.resized_crop_box(key, 64, 64, (0.08, 1.0), (0.75, 4 / 3)))
+  assert 1 <= ch <= 64 and 1 <= cw <= 64 and y0 + ch <= 64 and x0 + cw <= 64
+  box = np.asarray(photo)[y0:y0 + ch, x0:x0 + cw]
+  want = cv2.resize(box, (64, 64), interpolation=cv2.INTER_LINEAR)
+  out = jax.jit(augment.resized_crop)(key, photo)
+  np.testing.assert_allclose(out, want, atol=1e-4)

@@ -59,9 +59,13 @@ class RecordSource:
   """A tfds ``ArrayRecord`` data source read example by example."""
 
   def __init__(self, data_source, image_key: str, label_key: str,
-               num_classes: int, image_shape: tuple[int, ...]):
+               num_classes: int, image_shape: tuple[int, ...],
+               image_size: tuple[int, int] | None = None):
+    """``image_size`` (H, W): resize every example on read (images of varying size)."""
     self._src, self._image_key, self._label_key = data_source, image_key, label_key
-    self.num_classes, self.image_shape = num_classes, image_shape
+    self._image_size = image_size
+    self.num_classes = num_classes
+    self.image_shape = (*image_size, image_shape[-1]) if image_size else image_shape
 
   def __len__(self) -> int:
     return len(self._src)
@@ -69,7 +73,8 @@ class RecordSource:
   def read(self, indices: np.ndarray) -> dict[str, np.ndarray]:
     examples = self._src.__getitems__([int(i) for i in indices])
     return {
-        "image": np.stack([_as_hwc(e[self._image_key]) for e in examples]),
+        "image": np.stack([_resize(_as_hwc(e[self._image_key]), self._image_size)
+                           for e in examples]),
         "label": np.array([e[self._label_key] for e in examples], np.int32),
     }
 
@@ -108,11 +113,12 @@ def load(dataset: str, split: str, data_dir: str | None = None,
     return _load_stream_into_memory(builder, split, image_key, label_key,
                                     num_classes, image_size)
   records = builder.as_data_source(split)
-  if None in image_shape:  # Varying sizes: resize once, in memory.
-    examples = records.__getitems__(list(range(len(records))))
-    return ArraySource(_stack_images([e[image_key] for e in examples], image_size),
-                       np.array([e[label_key] for e in examples]), num_classes)
-  source = RecordSource(records, image_key, label_key, num_classes, image_shape)
+  varying = None in image_shape[:2]
+  if varying and image_size is None:
+    raise ValueError(f"the images of {dataset!r} differ in size; set "
+                     f"config.data.image_size=(H, W)")
+  source = RecordSource(records, image_key, label_key, num_classes, image_shape,
+                        image_size if varying else None)
   return source.materialize() if cache else source
 
 
@@ -170,11 +176,17 @@ def _stack_images(images: list[np.ndarray], image_size) -> np.ndarray:
     return np.stack(images)
   if image_size is None:
     raise ValueError("the images differ in size; set config.data.image_size=(H, W)")
+  return np.stack([_resize(im, image_size) for im in images])
+
+
+def _resize(image: np.ndarray, image_size: tuple[int, int] | None) -> np.ndarray:
+  """H×W×C uint8 → image_size (bilinear, PIL); unchanged when None or equal."""
+  if image_size is None or tuple(image_size) == image.shape[:2]:
+    return image
   from PIL import Image  # pylint: disable=g-import-not-at-top
   h, w = image_size
-  resized = [np.asarray(Image.fromarray(im.squeeze(-1) if im.shape[-1] == 1 else im)
-                        .resize((w, h), Image.BILINEAR)) for im in images]
-  return np.stack([_as_hwc(im) for im in resized])
+  pil = Image.fromarray(image.squeeze(-1) if image.shape[-1] == 1 else image)
+  return _as_hwc(np.asarray(pil.resize((w, h), Image.BILINEAR)))
 
 
 def _load_folder(root: str, split: str, image_size):
