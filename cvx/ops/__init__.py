@@ -9,17 +9,18 @@ from cvx.ops.color import (bgr_to_rgb, gray_to_rgb, hsv_to_rgb, merge, rgb_to_bg
                            rgb_to_hsv, split)
 from cvx.ops.intensity import (ADAPTIVE_THRESH_GAUSSIAN_C, ADAPTIVE_THRESH_MEAN_C, THRESH_BINARY,
                                THRESH_BINARY_INV, THRESH_OTSU, THRESH_TOZERO, THRESH_TOZERO_INV,
-                               THRESH_TRUNC, adaptive_threshold, adjust_gamma, bitwise_and,
-                               bitwise_not, bitwise_or, bitwise_xor, calc_hist, contrast_stretch,
-                               convert_scale_abs, equalize_hist, negative, soft_threshold, threshold)
+                               THRESH_TRIANGLE, THRESH_TRUNC, adaptive_threshold, adjust_gamma,
+                               bitwise_and, bitwise_not, bitwise_or, bitwise_xor, calc_hist,
+                               contrast_stretch, convert_scale_abs, equalize_hist, negative,
+                               soft_threshold, threshold)
 from cvx.ops.filters import (bilateral_filter, blur, box_filter, filter2d, gaussian_blur,
                              get_deriv_kernels, get_gaussian_kernel, laplacian,
                              laplacian_of_gaussian, median_blur, scharr, sep_filter2d, sharpen,
                              sobel)
 from cvx.ops.morphology import (MORPH_BLACKHAT, MORPH_CLOSE, MORPH_CROSS, MORPH_DILATE,
-                                MORPH_ELLIPSE, MORPH_ERODE, MORPH_GRADIENT, MORPH_OPEN, MORPH_RECT,
-                                MORPH_TOPHAT, dilate, erode, get_structuring_element,
-                                morphology_ex)
+                                MORPH_ELLIPSE, MORPH_ERODE, MORPH_GRADIENT, MORPH_HITMISS,
+                                MORPH_OPEN, MORPH_RECT, MORPH_TOPHAT, dilate, erode,
+                                get_structuring_element, morphology_ex)
 from cvx.ops.edges import canny, gradient_magnitude, gradient_orientation, log_zero_crossings
 from cvx.ops.lines import HoughLines, hough_accumulator, hough_lines
 from cvx.ops.labels import (CC_STAT_AREA, CC_STAT_HEIGHT, CC_STAT_LEFT, CC_STAT_TOP,

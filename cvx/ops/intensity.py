@@ -18,6 +18,7 @@ THRESH_TRUNC = 2
 THRESH_TOZERO = 3
 THRESH_TOZERO_INV = 4
 THRESH_OTSU = 8
+THRESH_TRIANGLE = 16
 _THRESH_TYPES = {"THRESH_BINARY": 0, "THRESH_BINARY_INV": 1, "THRESH_TRUNC": 2,
                  "THRESH_TOZERO": 3, "THRESH_TOZERO_INV": 4}
 
@@ -188,6 +189,32 @@ def _otsu_uint8(x: jax.Array) -> jax.Array:
   return jnp.argmax(sigma).astype(jnp.float32)
 
 
+def _triangle_uint8(x: jax.Array) -> jax.Array:
+  """OpenCV's triangle threshold of one uint8 image (all channels pooled), float32.
+
+  A line joins the histogram's peak to the far end of its support (one level
+  past the last non-empty one, mirrored when the long side is on the right);
+  the threshold is one below the level farthest below that line, the first
+  one on ties. Distances are int32 as OpenCV's exact doubles as long as the
+  peak level holds fewer than 2^31 / 255 ≈ 8.4 M pixels.
+  """
+  hist = jnp.zeros(256, jnp.int32).at[x.reshape(-1)].add(1)
+  nonzero = hist > 0
+  left = jnp.maximum(jnp.argmax(nonzero) - 1, 0)
+  right = jnp.minimum(256 - jnp.argmax(nonzero[::-1]), 255)
+  peak = jnp.argmax(hist).astype(jnp.int32)
+  flip = peak - left < right - peak
+  hist = jnp.where(flip, hist[::-1], hist)
+  left = jnp.where(flip, 255 - right, left)
+  peak = jnp.where(flip, 255 - peak, peak)
+  levels = jnp.arange(256, dtype=jnp.int32)
+  dist = hist[peak] * levels + (left - peak) * hist
+  dist = jnp.where((levels > left) & (levels <= peak), dist, 0)
+  best = jnp.argmax(dist).astype(jnp.int32)
+  thresh = jnp.where(dist[best] > 0, best, left) - 1
+  return jnp.where(flip, 255 - thresh, thresh).astype(jnp.float32)
+
+
 def _apply_threshold(x, thresh, maxval, kind):
   above = x > thresh
   zero = jnp.zeros_like(x)
@@ -203,31 +230,37 @@ def _apply_threshold(x, thresh, maxval, kind):
 
 
 def threshold(image, thresh: float, maxval: float, type: int = THRESH_BINARY):  # pylint: disable=redefined-builtin
-  """Fixed or Otsu threshold, like ``cv2.threshold``; returns (retval, image).
+  """Fixed, Otsu or triangle threshold, like ``cv2.threshold``; returns (retval, image).
 
   Args:
     image: uint8 or float image (or batch).
     thresh: threshold; a pixel is "above" when x > thresh.
     maxval: value for BINARY / BINARY_INV.
     type: one of THRESH_BINARY, _INV, TRUNC, TOZERO, TOZERO_INV, optionally
-      ``| THRESH_OTSU`` (uint8 only) to compute ``thresh`` per image.
+      ``| THRESH_OTSU`` or ``| THRESH_TRIANGLE`` (uint8 only) to compute
+      ``thresh`` per image.
 
   Returns:
     retval: float32 threshold used, () for one image and (N,) for a batch.
-      For uint8 it is ⌊thresh⌋ as in OpenCV. Otsu pools all channels of an
-      image (OpenCV accepts one channel only).
+      For uint8 it is ⌊thresh⌋ as in OpenCV. Otsu and triangle pool all
+      channels of an image (OpenCV accepts one channel only).
     image: thresholded, same dtype; uint8 maxval is rounded and saturated.
   """
   image = _images.check_image(image, fn="threshold")
-  otsu = isinstance(type, (int, np.integer)) and bool(type & THRESH_OTSU)
-  kind = type & ~THRESH_OTSU if otsu else type
+  auto = type & (THRESH_OTSU | THRESH_TRIANGLE) if isinstance(type, (int, np.integer)) else 0
+  if auto == THRESH_OTSU | THRESH_TRIANGLE:
+    raise ValueError(f"threshold: type={type!r} combines THRESH_OTSU and THRESH_TRIANGLE; "
+                     "choose one")
+  kind = type & ~auto if auto else type
   _images.check_choice("threshold", "type", kind, _THRESH_TYPES)
   is_uint8 = image.dtype == jnp.uint8
-  if otsu and not is_uint8:
-    raise TypeError(f"threshold: THRESH_OTSU needs a uint8 image, got dtype {image.dtype}")
+  if auto and not is_uint8:
+    method = "THRESH_OTSU" if auto == THRESH_OTSU else "THRESH_TRIANGLE"
+    raise TypeError(f"threshold: {method} needs a uint8 image, got dtype {image.dtype}")
   batch = image.ndim == 4
-  if otsu:
-    t = jax.vmap(_otsu_uint8)(image) if batch else _otsu_uint8(image)
+  if auto:
+    find = _otsu_uint8 if auto == THRESH_OTSU else _triangle_uint8
+    t = jax.vmap(find)(image) if batch else find(image)
   else:
     t = jnp.asarray(np.floor(thresh) if is_uint8 else thresh, jnp.float32)
     t = jnp.broadcast_to(t, image.shape[:1]) if batch else t

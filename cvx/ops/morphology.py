@@ -24,8 +24,9 @@ MORPH_CLOSE = 3
 MORPH_GRADIENT = 4
 MORPH_TOPHAT = 5
 MORPH_BLACKHAT = 6
+MORPH_HITMISS = 7
 _OPS = {"MORPH_ERODE": 0, "MORPH_DILATE": 1, "MORPH_OPEN": 2, "MORPH_CLOSE": 3,
-        "MORPH_GRADIENT": 4, "MORPH_TOPHAT": 5, "MORPH_BLACKHAT": 6}
+        "MORPH_GRADIENT": 4, "MORPH_TOPHAT": 5, "MORPH_BLACKHAT": 6, "MORPH_HITMISS": 7}
 
 
 def get_structuring_element(shape: int, ksize) -> np.ndarray:
@@ -58,7 +59,7 @@ def get_structuring_element(shape: int, ksize) -> np.ndarray:
   return element
 
 
-def _check_kernel(fn: str, kernel) -> np.ndarray:
+def _concrete_kernel(fn: str, kernel) -> np.ndarray:
   try:
     kernel = np.asarray(kernel)
   except jax.errors.TracerArrayConversionError as e:
@@ -66,7 +67,11 @@ def _check_kernel(fn: str, kernel) -> np.ndarray:
                     "not a traced value") from e
   if kernel.ndim != 2 or kernel.size == 0:
     raise ValueError(f"{fn}: kernel must be a non-empty 2-D array, got shape {kernel.shape}")
-  return kernel != 0
+  return kernel
+
+
+def _check_kernel(fn: str, kernel) -> np.ndarray:
+  return _concrete_kernel(fn, kernel) != 0
 
 
 def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
@@ -139,16 +144,38 @@ def _subtract(a, b):
   return a - b
 
 
+def _hit_or_miss(image, kernel, iterations, border, border_value) -> jax.Array:
+  """MORPH_HITMISS on uint8 images: erode(x, kernel == 1) & erode(~x, kernel == −1).
+
+  Kernel cells of 1 must be foreground, −1 background, anything else is
+  ignored; an all-zero kernel returns the image and an empty half counts as
+  255, as OpenCV. Bit-exact with ``cv2.morphologyEx`` on binary (and grey)
+  images; each channel on its own (OpenCV takes one channel only).
+  """
+  image = _images.check_image(image, fn="morphology_ex")
+  if image.dtype != jnp.uint8:
+    raise TypeError(f"morphology_ex: MORPH_HITMISS needs a uint8 image, got dtype {image.dtype}")
+  kernel = _concrete_kernel("morphology_ex", kernel)
+  if not kernel.any():
+    return image
+  args = (iterations, border, border_value)
+  halves = [erode(x, (kernel == v).astype(np.uint8), *args) if (kernel == v).any()
+            else jnp.full_like(image, 255) for x, v in ((image, 1), (~image, -1))]
+  return halves[0] & halves[1]
+
+
 def morphology_ex(image, op: int, kernel, iterations: int = 1,
                   border: int = borders.BORDER_CONSTANT, border_value=None) -> jax.Array:
   """Compound operations, like ``cv2.morphologyEx``.
 
   OPEN = dilate(erode), CLOSE = erode(dilate), each ``iterations`` times;
   GRADIENT = dilate − erode, TOPHAT = image − open, BLACKHAT = close − image.
-  ERODE and DILATE are accepted too.
+  ERODE and DILATE are accepted too. HITMISS: see :func:`_hit_or_miss`.
   """
   _images.check_choice("morphology_ex", "op", op, _OPS)
   args = (kernel, iterations, border, border_value)
+  if op == MORPH_HITMISS:
+    return _hit_or_miss(image, *args)
   if op == MORPH_ERODE:
     return erode(image, *args)
   if op == MORPH_DILATE:

@@ -67,6 +67,46 @@ def test_otsu_per_image_in_a_batch(mode):
   assert len(set(rets)) > 1  # the images really have different thresholds
 
 
+TRIANGLE_PHOTOS = OTSU_PHOTOS + ("brick", "grass", "gravel", "clock")
+
+
+@pytest.mark.parametrize("name", TRIANGLE_PHOTOS)
+def test_triangle_threshold_equals_opencv(name):
+  full = photo(name, size=None, gray=True)
+  if full.dtype != np.uint8:  # horse is boolean
+    full = full.astype(np.uint8) * 255
+  for image in (full, cv2.resize(full, (128, 96), interpolation=cv2.INTER_AREA)):
+    ret, out = ops.threshold(image, 0, 255, ops.THRESH_BINARY | ops.THRESH_TRIANGLE)
+    ref_ret, ref = cv2.threshold(image, 0, 255, cv2.THRESH_BINARY | cv2.THRESH_TRIANGLE)
+    assert float(ret) == ref_ret
+    np.testing.assert_array_equal(out, ref)
+
+
+def test_triangle_threshold_edge_histograms():
+  one_level = np.full((8, 8), 200, np.uint8)
+  two_levels = np.zeros((8, 8), np.uint8)
+  two_levels[:2] = 255
+  ramp = np.arange(256, dtype=np.uint8).reshape(16, 16)
+  for image in (one_level, two_levels, ramp, 255 - ramp[:, :7], np.zeros((4, 4), np.uint8)):
+    ret, out = ops.threshold(image, 0, 255, ops.THRESH_BINARY_INV | ops.THRESH_TRIANGLE)
+    ref_ret, ref = cv2.threshold(image, 0, 255, cv2.THRESH_BINARY_INV | cv2.THRESH_TRIANGLE)
+    assert float(ret) == ref_ret
+    np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_triangle_per_image_in_a_batch(mode):
+  images = _grays()
+  fn = lambda x: ops.threshold(x, 0, 255, ops.THRESH_TOZERO | ops.THRESH_TRIANGLE)
+  rets = []
+  for image, (ret, out) in zip(images, run(mode, fn, images)):
+    ref_ret, ref = cv2.threshold(image, 0, 255, cv2.THRESH_TOZERO | cv2.THRESH_TRIANGLE)
+    assert float(ret) == ref_ret
+    np.testing.assert_array_equal(out, ref)
+    rets.append(float(ret))
+  assert len(set(rets)) > 1
+
+
 @pytest.mark.parametrize("mode", MODES)
 @pytest.mark.parametrize("method", [ops.ADAPTIVE_THRESH_MEAN_C, ops.ADAPTIVE_THRESH_GAUSSIAN_C])
 def test_adaptive_threshold_exact(mode, method):
@@ -179,6 +219,10 @@ def test_soft_threshold_is_differentiable_and_tends_to_binary():
 @pytest.mark.parametrize("call, error, match", [
     (lambda x: ops.threshold(x, 1, 255, 7), ValueError, "type=7"),
     (lambda x: ops.threshold(x / 255.0, 0, 1, ops.THRESH_OTSU), TypeError, "uint8"),
+    (lambda x: ops.threshold(x / 255.0, 0, 1, ops.THRESH_TRIANGLE), TypeError,
+     "THRESH_TRIANGLE needs a uint8"),
+    (lambda x: ops.threshold(x, 0, 255, ops.THRESH_OTSU | ops.THRESH_TRIANGLE), ValueError,
+     "choose one"),
     (lambda x: ops.adaptive_threshold(x, 255, 0, 0, 4, 2), ValueError, "block_size"),
     (lambda x: ops.adaptive_threshold(x, 255, 2, 0, 5, 2), ValueError, "adaptive_method=2"),
     (lambda x: ops.contrast_stretch(x, 50, 10), ValueError, "percentile"),

@@ -59,6 +59,38 @@ def test_morphology_ex_exact(mode):
                                     err_msg=f"op {op}")
 
 
+HITMISS_KERNELS = [
+    np.array([[0, 1, 0], [1, -1, 1], [0, 1, 0]]),  # a hole in a cross
+    np.array([[-1, -1, -1], [0, 1, 0], [1, 1, 1]]),  # a top edge
+    np.array([[1, -1], [0, 1]]),  # even size: anchor at (1, 1)
+    np.array([[2, -1, 0], [1, 1, 1]]),  # cells other than ±1 are ignored
+    -np.ones((3, 3), int), np.ones((5, 3), int), np.zeros((3, 3), int),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hit_or_miss_exact(mode):
+  images = [_binary("text"), _binary("coins"), photo("camera", gray=True)]
+  fn = lambda x: [ops.morphology_ex(x, ops.MORPH_HITMISS, k, iterations=i)
+                  for k in HITMISS_KERNELS for i in (1, 2)]
+  for image, outs in zip(images, run(mode, fn, images)):
+    refs = [cv2.morphologyEx(image, cv2.MORPH_HITMISS, k, iterations=i)
+            for k in HITMISS_KERNELS for i in (1, 2)]
+    assert any(ref.any() for ref in refs[:2])  # the cross-with-hole pattern occurs
+    for out, ref in zip(outs, refs):
+      np.testing.assert_array_equal(out, ref)
+
+
+def test_hit_or_miss_finds_isolated_pixels():
+  image = np.zeros((9, 9), np.uint8)
+  image[2, 2] = image[6, 5] = 255
+  image[6, 6] = 255  # not isolated
+  isolated = -np.ones((3, 3), int)
+  isolated[1, 1] = 1
+  out = np.asarray(ops.morphology_ex(image, ops.MORPH_HITMISS, isolated))
+  assert sorted(zip(*np.nonzero(out))) == [(2, 2)]
+
+
 def test_float_images_match_opencv_float32():
   image = photo("coins", gray=True).astype(np.float32) / 255
   kernel = ops.get_structuring_element(ops.MORPH_RECT, (5, 3))
@@ -86,6 +118,9 @@ def test_opening_removes_specks_seed_000():
     (lambda x: ops.erode(x, np.ones(3)), ValueError, "2-D"),
     (lambda x: ops.dilate(x, np.ones((3, 3)), iterations=-1), ValueError, "iterations"),
     (lambda x: ops.morphology_ex(x, 9, np.ones((3, 3))), ValueError, "op=9"),
+    (lambda x: ops.morphology_ex(x / 255.0, ops.MORPH_HITMISS, np.ones((3, 3))), TypeError,
+     "MORPH_HITMISS needs a uint8"),
+    (lambda x: ops.morphology_ex(x, ops.MORPH_HITMISS, np.ones(3)), ValueError, "2-D"),
     (lambda x: jax.jit(lambda k: ops.erode(x, k))(np.ones((3, 3))), TypeError, "concrete"),
 ])
 def test_bad_arguments(call, error, match):
