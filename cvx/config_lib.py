@@ -48,6 +48,12 @@ def base_config() -> ml_collections.ConfigDict:
       image_size=config_dict.placeholder(tuple),  # (H, W) to resize to
       cache=True,  # decode the split into memory once (small datasets)
       prefetch=2,  # batches prepared ahead on a background thread
+      # Subsets (cvx.data.subset.select): "5,6,7" keeps those labels in both
+      # splits, relabelled 0, 1, 2 in the listed order ("" = all classes);
+      # examples_per_class=N > 0 keeps N training examples of each class, the
+      # first N of a per-(seed, class) permutation (nested: N=10 ⊂ N=50).
+      classes="",
+      examples_per_class=0,
   ))
   c.augment = ""  # comma-separated cvx.augment names, e.g. "flip,crop,jitter"
   # Model.
@@ -55,6 +61,17 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_classes = 10
   c.model_kwargs = ml_collections.ConfigDict()
   c.model_dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
+  # Transfer (cvx.transfer): start from the params/batch_stats in init_from (a
+  # converted model's directory or a cvx workdir; the head is re-initialised
+  # when num_classes differs), unless the workdir already has checkpoints.
+  c.init_from = config_dict.placeholder(str)
+  c.transfer = ml_collections.ConfigDict(dict(
+      # none | backbone (all but the head) | a fraction "0.5" of the layers in
+      # forward order | comma-separated layer-name globs "conv1,stage1_*".
+      freeze="none",
+      backbone_lr_scale=1.0,  # learning rate of the non-head layers ÷ the head's
+      layer_decay=1.0,  # lr × layer_decay^(layers between this one and the top)
+  ))
   # Task.
   c.task = "classification"
   c.label_smoothing = 0.0

@@ -1,9 +1,10 @@
 """The training loop: data → model → task → step → checkpoints and writers.
 
 ``train_and_evaluate(config, workdir)`` trains (resuming from the newest
-checkpoint in ``workdir``), evaluates every ``eval_every_epochs``, keeps the
-best checkpoint, stops early or on SIGTERM after saving, and writes
-``summary.json``. ``evaluate(config, workdir)`` restores the best (else newest)
+checkpoint in ``workdir``, else starting from ``init_from`` when set; the
+layers ``transfer.freeze`` names stay frozen), evaluates every
+``eval_every_epochs``, keeps the best checkpoint, stops early or on SIGTERM
+after saving, and writes ``summary.json``. ``evaluate(config, workdir)`` restores the best (else newest)
 checkpoint and writes an evaluation report.
 """
 import dataclasses
@@ -21,11 +22,12 @@ from absl import logging
 from tqdm import tqdm
 
 from cvx import augment, models, plots, tasks
-from cvx.data import pipeline, sources
+from cvx.data import pipeline, sources, subset
 from cvx.explain import cam, overlay, visualize
 from cvx.train import checkpoint, optim, parallel, step as step_lib
 from cvx.train import state as state_lib
 from cvx.train.writers import MetricWriter
+from cvx.transfer import freeze, pretrained
 
 
 @dataclasses.dataclass
@@ -43,6 +45,7 @@ class Run:
   tx: object
   augment_fn: object
   state: object
+  plan: freeze.Plan
 
 
 def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
@@ -53,7 +56,9 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   load = lambda split: sources.load(config.dataset, split, config.data_dir,
                                     config.data.cache, config.data.image_size)
-  train_src, eval_src = load(config.train_split), load(config.eval_split)
+  train_src = subset.select(load(config.train_split), config.data.classes,
+                            config.data.examples_per_class, config.seed)
+  eval_src = subset.select(load(config.eval_split), config.data.classes)
   if train_src.num_classes != config.num_classes:
     raise ValueError(f"config.num_classes={config.num_classes} but dataset "
                      f"{config.dataset!r} has {train_src.num_classes} classes")
@@ -74,11 +79,14 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
   total_steps = (config.num_train_steps if config.num_train_steps > 0 else
                  max(1, round(config.num_epochs * sampler.steps_per_epoch)))
   schedule = optim.make_schedule(config, sampler.steps_per_epoch, total_steps)
-  tx = optim.make_optimizer(config, schedule)
+  t = config.transfer
+  plan = freeze.make_plan(model, image_shape, t.freeze, t.backbone_lr_scale,
+                          t.layer_decay)
+  tx = optim.make_optimizer(config, schedule, plan)
   augment_fn = augment.build(config.augment)
   state = par.init_state(lambda: state_lib.create(model, tx, image_shape, config.seed))
   return Run(config, workdir, train_src, eval_src, model, task, par, sampler,
-             total_steps, tx, augment_fn, state)
+             total_steps, tx, augment_fn, state, plan)
 
 
 def _model_input_shape(config, source) -> tuple[int, ...]:
@@ -188,17 +196,29 @@ class _Throughput:
 
 
 def _resume(run: Run, ckpts: checkpoint.Checkpoints):
-  """(state, meta, start step) from the newest checkpoint, or the fresh state."""
+  """(state, meta, start step) from the newest checkpoint, else the fresh state
+  (initialised from ``init_from`` when set)."""
   meta = {"best_metric": None, "best_step": None, "evals_without_improvement": 0,
           "stopped_early": False}
   state = run.state
   restored = ckpts.restore(run.par.abstract_state(state))
   if restored is not None:
     state, meta = run.par.device_state(restored[0]), restored[1]
+  elif run.config.init_from:
+    state = run.par.device_state(_init_from(run, run.par.host_state(state)))
   start_step = int(jax.device_get(run.par.host_state(state).step))
   if restored is not None:
     _say(f"Resumed from step {start_step} (checkpoint in {run.workdir}/checkpoints).")
   return state, meta, start_step
+
+
+def _init_from(run: Run, state):
+  """``state`` with params and batch_stats from ``config.init_from``."""
+  fresh = {"params": state.params, "batch_stats": state.batch_stats}
+  variables, report = pretrained.load(run.config.init_from, fresh, run.config.model)
+  _say(report)
+  return state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
+                       opt_state=run.tx.init(variables["params"]))
 
 
 def _track_best(run: Run, ckpts, state, step: int, metrics: dict, meta: dict) -> None:
@@ -227,6 +247,7 @@ def _write_summary(run: Run, state, step: int, meta: dict, last_eval: dict,
       "stopped_early": meta["stopped_early"], "final": last_eval,
       "best": {cfg.best_metric: meta["best_metric"], "step": meta["best_step"]},
       "params": int(sum(np.size(p) for p in jax.tree.leaves(params))),
+      "trainable_params": run.plan.count_trainable(params),
       "wall_time_s": time.time() - start_time,
       "train_time_s": throughput.seconds, "images_per_s": throughput.rate,
   }
@@ -246,7 +267,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   state, meta, step = _resume(run, ckpts)
   axis = parallel.AXIS if par.name == "pmap" else None
   train_step = par.compile_train(step_lib.make_train_step(
-      run.model, run.task, run.tx, cfg, run.augment_fn, axis))
+      run.model, run.task, run.tx, cfg, run.augment_fn, axis, run.plan.frozen))
   eval_step = par.compile_eval(step_lib.make_eval_step(run.model, run.task, cfg, axis))
   writer, preemption, throughput = MetricWriter(workdir), _Preemption(), _Throughput()
   spe = run.sampler.steps_per_epoch

@@ -2,12 +2,17 @@
 
 Schedules are built in steps; epoch-valued config fields are converted with
 ``steps_per_epoch``. Weight decay and the L1/L2 penalties apply to weights
-(leaves named ``kernel``), never to biases or BatchNorm parameters.
+(leaves named ``kernel``), never to biases or BatchNorm parameters. A
+fine-tuning :class:`cvx.transfer.freeze.Plan` zeroes the updates of frozen
+leaves (they get no optimizer state) and multiplies the others by their
+learning-rate scale.
 """
 import jax
 import jax.numpy as jnp
 import ml_collections
 import optax
+
+from cvx.transfer import freeze
 
 SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "warmup_cosine",
              "onecycle")
@@ -45,9 +50,10 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
   raise ValueError(f"unknown schedule {s.name!r}; allowed: {SCHEDULES}")
 
 
-def make_optimizer(config: ml_collections.ConfigDict,
-                   schedule: optax.Schedule) -> optax.GradientTransformation:
-  """``config.optimizer`` (+ gradient clipping) → an optax transformation."""
+def make_optimizer(config: ml_collections.ConfigDict, schedule: optax.Schedule,
+                   plan: freeze.Plan | None = None) -> optax.GradientTransformation:
+  """``config.optimizer`` (+ gradient clipping, + ``plan``) → an optax
+  transformation."""
   o = config.optimizer
   if o.name in ("sgd", "momentum", "nesterov"):
     tx = optax.sgd(schedule, momentum=None if o.name == "sgd" else o.momentum,
@@ -65,6 +71,22 @@ def make_optimizer(config: ml_collections.ConfigDict,
     raise ValueError(f"unknown optimizer {o.name!r}; allowed: {OPTIMIZERS}")
   if config.grad_clip_norm:
     tx = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), tx)
+  return tx if plan is None else apply_plan(tx, plan)
+
+
+def apply_plan(tx: optax.GradientTransformation,
+               plan: freeze.Plan) -> optax.GradientTransformation:
+  """``tx`` on the trainable leaves, zero on the frozen ones, then each update
+  × its leaf's lr scale. Scaling the final update equals scaling the learning
+  rate for every optimizer here (their updates are linear in it), weight decay
+  included. Gradient clipping sees only the trainable leaves."""
+  if plan.frozen:
+    tx = optax.multi_transform({"train": tx, "frozen": optax.set_to_zero()},
+                               plan.labels)
+  if plan.scaled:
+    tx = optax.chain(tx, optax.stateless(
+        lambda updates, params: jax.tree.map(jnp.multiply, updates,
+                                             plan.scales(updates))))
   return tx
 
 

@@ -64,7 +64,7 @@ class JitParallel:
     return state
 
   def device_state(self, state):
-    return state
+    return jax.device_put(state, self.replicated)
 
   def metrics(self, metrics):
     return metrics

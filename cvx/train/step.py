@@ -4,6 +4,8 @@ The step key is ``fold_in(state.rng, state.step)``, so augmentation and dropout
 depend only on the step: a resumed run repeats an uninterrupted one exactly.
 With ``axis_name`` (the pmap path) gradients, metrics and BatchNorm statistics
 are averaged over the named axis; under jit the batch is already global.
+BatchNorm modules listed in ``frozen`` run in inference mode during training
+(:func:`cvx.transfer.freeze.frozen_batch_norm`), so their statistics stay put.
 """
 from typing import Callable
 
@@ -14,6 +16,7 @@ import ml_collections
 from cvx.data import preprocess
 from cvx.train import optim
 from cvx.train.state import TrainState
+from cvx.transfer import freeze
 
 
 def _variables(state: TrainState, params):
@@ -24,8 +27,10 @@ def _variables(state: TrainState, params):
 
 
 def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
-                    augment: Callable | None, axis_name: str | None = None):
-  """Returns ``step(state, batch) -> (state, metrics)``."""
+                    augment: Callable | None, axis_name: str | None = None,
+                    frozen: frozenset = frozenset()):
+  """Returns ``step(state, batch) -> (state, metrics)``; ``frozen`` are the
+  module paths of a :class:`cvx.transfer.freeze.Plan`."""
   data, reg = config.data, config.regularization
 
   def step(state: TrainState, batch):
@@ -40,9 +45,10 @@ def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
       dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
 
     def loss_fn(params):
-      (logits, features), updates = model.apply(
-          _variables(state, params), x, train=True,
-          rngs={"dropout": dropout_key}, mutable=["batch_stats"])
+      with freeze.frozen_batch_norm(frozen):
+        (logits, features), updates = model.apply(
+            _variables(state, params), x, train=True,
+            rngs={"dropout": dropout_key}, mutable=["batch_stats"])
       loss, metrics = task.loss(logits, features, batch)
       loss = loss + optim.penalty(params, reg.l1, reg.l2)
       return loss, (metrics, updates)

@@ -1,0 +1,123 @@
+"""``config.init_from``: converted directories and workdirs, head reset, resume."""
+import json
+import os
+
+import jax
+import ml_collections
+import numpy as np
+import orbax.checkpoint as ocp
+import pytest
+
+from cvx import config_lib, models
+from cvx.train import loop
+from cvx.transfer import pretrained
+from tests.helpers import restore_params
+
+
+def _config(data_dir, steps, **transfer):
+  c = config_lib.base_config()
+  c.data_dir = data_dir
+  c.model_kwargs = ml_collections.ConfigDict(dict(batch_norm=True))
+  c.batch_size, c.num_train_steps, c.eval_every_epochs = 16, steps, 1000.0
+  c.optimizer.update(name="adamw", learning_rate=1e-3, weight_decay=0.1)
+  c.progress_bar = False
+  c.transfer.update(**transfer)
+  return c
+
+
+def _target(config, init_from):
+  config.init_from = init_from
+  config.num_classes = 5
+  config.data.update(classes="5,6,7,8,9", examples_per_class=10)
+  return config
+
+
+@pytest.fixture(scope="module")
+def source_workdir(tmp_path_factory, data_dir):
+  workdir = str(tmp_path_factory.mktemp("source"))
+  loop.train_and_evaluate(_config(data_dir, 6), workdir)
+  return workdir
+
+
+@pytest.fixture(scope="module")
+def converted(tmp_path_factory, source_workdir):
+  """The layout `python -m cvx.convert` writes, from the source run."""
+  directory = str(tmp_path_factory.mktemp("converted") / "lenet5")
+  variables = pretrained.read(pretrained.locate(source_workdir)[0])
+  checkpointer = ocp.StandardCheckpointer()
+  checkpointer.save(directory, variables)
+  checkpointer.wait_until_finished()
+  with open(os.path.join(directory, pretrained.MODEL_FILE), "w") as f:
+    json.dump({"model": "lenet5", "model_kwargs": {"batch_norm": True},
+               "num_classes": 10, "source": "test", "preprocessing": {}}, f)
+  return directory, variables
+
+
+def _flat(tree):
+  return {jax.tree_util.keystr(p): np.asarray(v)
+          for p, v in jax.tree_util.tree_leaves_with_path(tree)}
+
+
+def test_backbone_frozen_from_a_converted_model_keeps_its_weights(
+    tmp_path, data_dir, converted, capsys):
+  directory, source = converted
+  summary = loop.train_and_evaluate(
+      _target(_config(data_dir, 8, freeze="backbone"), directory), str(tmp_path))
+  assert ("14 variables restored, 2 head variables re-initialised, 0 checkpoint "
+          "variables not in the model ignored") in capsys.readouterr().out
+  assert summary["trainable_params"] == 84 * 5 + 5
+  params, want = restore_params(str(tmp_path), 8), _flat(source["params"])
+  assert params["['head']['kernel']"].shape == (84, 5)
+  for key, value in want.items():
+    if "head" not in key:
+      np.testing.assert_array_equal(params[key], value, err_msg=key)
+  stats = pretrained.read(pretrained.locate(str(tmp_path))[0])["batch_stats"]
+  for key, value in _flat(source["batch_stats"]).items():
+    np.testing.assert_array_equal(_flat(stats)[key], value, err_msg=key)
+
+
+def test_a_resumed_run_resumes_instead_of_reinitialising(tmp_path, data_dir,
+                                                         source_workdir, capsys):
+  config = _target(_config(data_dir, 4), source_workdir)
+  loop.train_and_evaluate(config, str(tmp_path))
+  assert "Initialised from" in capsys.readouterr().out
+  config.num_train_steps = 6
+  config.init_from = str(tmp_path / "gone")  # Never read when resuming.
+  summary = loop.train_and_evaluate(config, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "Resumed from step 4" in out and "Initialised" not in out
+  assert summary["steps"] == 6
+
+
+def _fresh(num_classes=5, **kwargs):
+  model = models.create("lenet5", num_classes=num_classes, batch_norm=True, **kwargs)
+  return dict(model.init(jax.random.key(0), np.zeros((1, 28, 28, 1), np.float32)))
+
+
+def test_a_mismatched_layer_outside_the_head_names_path_and_shapes(converted):
+  _, source = converted
+  bad = jax.tree.map(np.copy, source)
+  bad["params"]["conv1"]["kernel"] = np.zeros((3, 3, 1, 6), np.float32)
+  del bad["batch_stats"]["bn2"]
+  with pytest.raises(ValueError, match=r"3 variables do not match.*"
+                     r"params/conv1/kernel: model \(5, 5, 1, 6\), checkpoint \(3, 3, 1, 6\); "
+                     r"batch_stats/bn2/mean: model \(16,\), checkpoint absent"):
+    pretrained.merge(_fresh(), bad)
+
+
+def test_same_head_shape_is_restored_and_extras_are_counted(converted):
+  _, source = converted
+  extra = jax.tree.map(np.copy, source)
+  extra["params"]["aux"] = {"kernel": np.ones(3, np.float32)}
+  merged, counts = pretrained.merge(_fresh(num_classes=10), extra)
+  assert counts == {"restored": 16, "head": 0, "ignored": 1}
+  np.testing.assert_array_equal(merged["params"]["head"]["kernel"],
+                                source["params"]["head"]["kernel"])
+
+
+def test_another_model_or_no_checkpoint_is_a_clear_error(tmp_path, converted):
+  directory, _ = converted
+  with pytest.raises(ValueError, match="holds a 'lenet5' model but config.model is 'mlp'"):
+    pretrained.load(directory, _fresh(), "mlp")
+  with pytest.raises(FileNotFoundError, match="neither a converted model"):
+    pretrained.load(str(tmp_path), _fresh(), "lenet5")
