@@ -258,6 +258,27 @@ def _grid_onehots(h: int, w: int, grid: tuple[int, int]) -> tuple[np.ndarray, np
   return rows, cols
 
 
+def _orientations(fn: str, dy: jax.Array, dx: jax.Array, orientations: int, grid,
+                  signed: bool, normalize: bool) -> jax.Array:
+  """N×(rows · cols · orientations) histograms of N×H×W gradients."""
+  orientations = _positive_int(fn, "orientations", orientations)
+  grid = _pair(fn, "grid", grid)
+  n, h, w = dy.shape
+  if grid[0] > h or grid[1] > w:
+    raise ValueError(f"{fn}: grid {grid} has more cells than the {h}×{w} image has pixels")
+  magnitude = _safe_sqrt(dx * dx + dy * dy)
+  votes = jax.nn.one_hot(_orientation_bins(dy, dx, orientations, signed), orientations,
+                         dtype=jnp.float32) * magnitude[..., None]
+  rows, cols = _grid_onehots(h, w, grid)
+  hist = jnp.einsum("hy,nhwb->nywb", rows, votes, precision=jax.lax.Precision.HIGHEST)
+  hist = jnp.einsum("wx,nywb->nyxb", cols, hist, precision=jax.lax.Precision.HIGHEST)
+  hist = hist.reshape(n, -1)
+  if normalize:
+    total = hist.sum(axis=1, keepdims=True)
+    hist = hist / jnp.where(total > 0, total, 1.0)
+  return hist
+
+
 def orientation_histogram(image, orientations: int = 9, grid=(4, 4), signed: bool = False,
                           ksize: int = 3, normalize: bool = True) -> jax.Array:
   """Sobel-magnitude-weighted direction histograms on a grid of cells.
@@ -279,23 +300,9 @@ def orientation_histogram(image, orientations: int = 9, grid=(4, 4), signed: boo
     float32 (rows · cols · orientations,) per image, cell-major.
   """
   image = _images.check_image(image, fn="orientation_histogram")
-  orientations = _positive_int("orientation_histogram", "orientations", orientations)
-  grid = _pair("orientation_histogram", "grid", grid)
   dy, dx = _sobel_gradients(image, ksize)
-  h, w = dy.shape[1:]
-  if grid[0] > h or grid[1] > w:
-    raise ValueError(f"orientation_histogram: grid {grid} has more cells than the "
-                     f"{h}×{w} image has pixels")
-  magnitude = _safe_sqrt(dx * dx + dy * dy)
-  votes = jax.nn.one_hot(_orientation_bins(dy, dx, orientations, signed), orientations,
-                         dtype=jnp.float32) * magnitude[..., None]
-  rows, cols = _grid_onehots(h, w, grid)
-  hist = jnp.einsum("hy,wx,nhwb->nyxb", rows, cols, votes,
-                    precision=jax.lax.Precision.HIGHEST)
-  if normalize:
-    total = hist.sum(axis=(1, 2, 3), keepdims=True)
-    hist = hist / jnp.where(total > 0, total, 1.0)
-  return _flatten(hist, image)
+  hist = _orientations("orientation_histogram", dy, dx, orientations, grid, signed, normalize)
+  return hist if image.ndim == 4 else hist[0]
 
 
 def _max_sobel_magnitude(ksize: int, uint8: bool) -> float:
@@ -303,6 +310,16 @@ def _max_sobel_magnitude(ksize: int, uint8: bool) -> float:
   the L2 Sobel magnitude."""
   kx, ky = ops.get_deriv_kernels(1, 0, ksize)
   return math.sqrt(2.0) * np.abs(kx).sum() * np.abs(ky).sum() / 2 * (255.0 if uint8 else 1.0)
+
+
+def _magnitudes(fn: str, dy: jax.Array, dx: jax.Array, bins: int, top: float) -> jax.Array:
+  """N×bins fractions of pixels per magnitude bin over [0, top]."""
+  bins = _positive_int(fn, "bins", bins)
+  if top <= 0:
+    raise ValueError(f"{fn}: max_magnitude must be > 0, got {top!r}")
+  magnitude = jnp.sqrt(dx * dx + dy * dy).reshape(dx.shape[0], -1)
+  index = jnp.minimum(jnp.floor(magnitude * np.float32(bins / top)).astype(jnp.int32), bins - 1)
+  return jax.nn.one_hot(index, bins, dtype=jnp.float32).mean(axis=1)
 
 
 def magnitude_histogram(image, bins: int = 8, max_magnitude: float | None = None,
@@ -321,21 +338,24 @@ def magnitude_histogram(image, bins: int = 8, max_magnitude: float | None = None
     float32 (bins,) per image, summing to 1.
   """
   image = _images.check_image(image, fn="magnitude_histogram")
-  bins = _positive_int("magnitude_histogram", "bins", bins)
   top = max_magnitude or _max_sobel_magnitude(ksize, image.dtype == jnp.uint8)
-  if top <= 0:
-    raise ValueError(f"magnitude_histogram: max_magnitude must be > 0, got {max_magnitude!r}")
   dy, dx = _sobel_gradients(image, ksize)
-  magnitude = jnp.sqrt(dx * dx + dy * dy).reshape(dx.shape[0], -1)
-  index = jnp.minimum(jnp.floor(magnitude * np.float32(bins / top)).astype(jnp.int32), bins - 1)
-  hist = jax.nn.one_hot(index, bins, dtype=jnp.float32).mean(axis=1)
+  hist = _magnitudes("magnitude_histogram", dy, dx, bins, top)
   return hist if image.ndim == 4 else hist[0]
 
 
 def gradient_histogram(image, orientations: int = 9, grid=(4, 4), magnitude_bins: int = 8,
                        signed: bool = False, ksize: int = 3) -> jax.Array:
   """:func:`orientation_histogram` (normalised) followed by
-  :func:`magnitude_histogram`: float32 (rows · cols · orientations + bins,)."""
-  return jnp.concatenate([
-      orientation_histogram(image, orientations, grid, signed, ksize),
-      magnitude_histogram(image, magnitude_bins, ksize=ksize)], axis=-1)
+  :func:`magnitude_histogram`, from one Sobel pass.
+
+  Returns:
+    float32 (rows · cols · orientations + magnitude_bins,) per image.
+  """
+  image = _images.check_image(image, fn="gradient_histogram")
+  dy, dx = _sobel_gradients(image, ksize)
+  top = _max_sobel_magnitude(ksize, image.dtype == jnp.uint8)
+  hist = jnp.concatenate([
+      _orientations("gradient_histogram", dy, dx, orientations, grid, signed, True),
+      _magnitudes("gradient_histogram", dy, dx, magnitude_bins, top)], axis=-1)
+  return hist if image.ndim == 4 else hist[0]
