@@ -33,20 +33,34 @@ def effective(model, variables, images, layer: str, position=None):
   The unit is channel-sum of feature ``layer`` at ``position`` (row, col; the
   centre by default), for each image separately.
   """
-  _, features = model.apply(variables, images, train=False)
-  if layer not in features:
-    raise ValueError(f"layer {layer!r} is not a feature of {type(model).__name__}; "
-                     f"available: {sorted(features)}")
-  h, w = features[layer].shape[1:3]
-  row, col = position if position is not None else (h // 2, w // 2)
-  if not (0 <= row < h and 0 <= col < w):
-    raise ValueError(f"position {(row, col)} is outside the {h}×{w} map of {layer!r}")
+  return effective_fields(model, variables, images, [layer], {layer: position})[layer]
 
-  def unit(x):
-    _, f = model.apply(variables, x, train=False)
-    return f[layer][:, row, col, :].sum()
 
-  return jnp.abs(jax.grad(unit)(images)).sum(axis=-1)
+def effective_fields(model, variables, images, layers, positions=None) -> dict:
+  """:func:`effective` of several layers → ``{layer: N×H×W}``, each unit at
+  ``positions[layer]`` if given, else the centre. One forward pass and one
+  backward pass per layer: a single compilation under jit."""
+  positions = positions or {}
+
+  def tapped(x):
+    _, features = model.apply(variables, x, train=False)
+    missing = [name for name in layers if name not in features]
+    if missing:
+      raise ValueError(f"layer {missing[0]!r} is not a feature of {type(model).__name__}; "
+                       f"available: {sorted(features)}")
+    return {name: features[name] for name in layers}
+
+  features, pullback = jax.vjp(tapped, images)
+  fields = {}
+  for name in layers:
+    h, w = features[name].shape[1:3]
+    row, col = positions.get(name) or (h // 2, w // 2)
+    if not (0 <= row < h and 0 <= col < w):
+      raise ValueError(f"position {(row, col)} is outside the {h}×{w} map of {name!r}")
+    cotangent = {k: jnp.zeros_like(f) for k, f in features.items()}
+    cotangent[name] = cotangent[name].at[:, row, col, :].set(1.0)
+    fields[name] = jnp.abs(pullback(cotangent)[0]).sum(axis=-1)
+  return fields
 
 
 def support(erf) -> tuple[int, int]:

@@ -43,3 +43,20 @@ def test_dilation_grows_the_field_exponentially():
   assert rf.step(5, 2, 3, 2, dilation=2) == (13, 4)
   with pytest.raises(ValueError, match="dilation too"):
     rf.step(1, 1, 3, 1, dilation=0)
+
+
+def test_fields_of_several_layers_at_once_are_each_units_gradient():
+  model = models.create("lenet5", num_classes=10)
+  images = jax.random.uniform(jax.random.PRNGKey(2), (3, 28, 28, 1))
+  variables = {"params": model.init(jax.random.PRNGKey(1), images)["params"]}
+  fields = jax.jit(lambda v, x: rf.effective_fields(
+      model, v, x, ["stage1", "stage2"], {"stage2": (2, 7)}))(variables, images)
+
+  def gradient(layer, row, col):
+    unit = lambda x: model.apply(variables, x)[1][layer][:, row, col, :].sum()
+    return np.abs(jax.grad(unit)(images)).sum(-1)
+
+  np.testing.assert_allclose(fields["stage1"], gradient("stage1", 14, 14), rtol=1e-6, atol=1e-9)
+  np.testing.assert_allclose(fields["stage2"], gradient("stage2", 2, 7), rtol=1e-6, atol=1e-9)
+  with pytest.raises(ValueError, match="layer 'conv3'"):
+    rf.effective_fields(model, variables, images, ["stage1", "conv3"])
