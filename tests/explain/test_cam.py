@@ -110,3 +110,35 @@ def test_grad_cam_plus_plus_closed_form_for_gap_dense():
   weights = np.where(c > 0, 144 * c / (2 + s * c), 0.0)
   want = np.maximum(np.einsum("nhwk,nk->nhw", a, weights), 0)
   np.testing.assert_allclose(maps, want, rtol=1e-4, atol=1e-7)
+
+
+# Zoo models (BatchNorm in inference mode): any tapped feature, a target per
+# example, under jit; their heads are GAP → Dense, so Grad-CAM of last_conv is CAM.
+ZOO = [("resnet18", {"stem": "cifar"}, 32, "stage3"),
+       ("mobilenet_v1", {"alpha": 0.25}, 64, "block11")]
+
+
+@pytest.mark.parametrize("name, kwargs, size, layer", ZOO, ids=[z[0] for z in ZOO])
+def test_zoo_models_explain_any_feature_per_example_under_jit(name, kwargs, size, layer):
+  model = models.create(name, num_classes=10, **kwargs)
+  images = jax.random.uniform(jax.random.PRNGKey(4), (3, size, size, 3))
+  variables = jax.jit(model.init)(jax.random.PRNGKey(5), images)
+  variables = {k: variables[k] for k in ("params", "batch_stats")}
+
+  @jax.jit  # Arguments, not constants: XLA would fold the convolutions.
+  def explain(variables, images, target):
+    return (cam.grad_cam(model, variables, images, layer, target),
+            cam.grad_cam(model, variables, images, "last_conv", target, relu=False),
+            model.apply(variables, images)[1])
+
+  target = jnp.array([4, 0, 9])
+  maps, last_maps, features = explain(variables, images, target)
+  assert maps.shape == features[layer].shape[:3] and float(maps.max()) > 0
+  # Changing the first example's target changes only its map.
+  other, _, _ = explain(variables, images, target.at[0].set(7))
+  assert not np.allclose(other[0], maps[0])
+  np.testing.assert_allclose(other[1:], maps[1:], rtol=1e-5, atol=1e-7)
+  # last_conv feeds GAP → Dense: Grad-CAM is CAM/(h·w).
+  a = features["last_conv"]
+  want = cam.cam(a, variables["params"]["head"]["kernel"], target) / (a.shape[1] * a.shape[2])
+  np.testing.assert_allclose(last_maps, want, rtol=1e-4, atol=1e-6 * float(jnp.abs(want).max()))
