@@ -85,6 +85,16 @@ def _safe_sqrt(x: jax.Array) -> jax.Array:
   return jnp.where(positive, jnp.sqrt(jnp.where(positive, x, 1.0)), 0.0)
 
 
+def _pick_channel(a: jax.Array, b: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """N×H×W planes of (a, b) from the channel where a² + b² is largest (the
+  first on ties)."""
+  if a.shape[-1] == 1:  # skip the gather, slow on CPU
+    return a[..., 0], b[..., 0]
+  best = jnp.argmax(a * a + b * b, axis=-1)[..., None]
+  pick = lambda g: jnp.take_along_axis(g, best, axis=-1)[..., 0]
+  return pick(a), pick(b)
+
+
 def _hog_gradients(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   """Central differences (0 on the outer rows/columns) of the channel with the
   largest gradient magnitude per pixel: (g_row, g_col), N×H×W float32."""
@@ -92,9 +102,7 @@ def _hog_gradients(x: jax.Array) -> tuple[jax.Array, jax.Array]:
   g_row = jnp.concatenate([zero_row, x[:, 2:] - x[:, :-2], zero_row], axis=1)
   zero_col = jnp.zeros_like(x[:, :, :1])
   g_col = jnp.concatenate([zero_col, x[:, :, 2:] - x[:, :, :-2], zero_col], axis=2)
-  best = jnp.argmax(g_row * g_row + g_col * g_col, axis=-1)[..., None]
-  pick = lambda g: jnp.take_along_axis(g, best, axis=-1)[..., 0]
-  return pick(g_row), pick(g_col)
+  return _pick_channel(g_row, g_col)
 
 
 def _normalize_blocks(blocks: jax.Array, method: str, eps: float = 1e-5) -> jax.Array:
@@ -242,9 +250,7 @@ def _sobel_gradients(image: jax.Array, ksize: int) -> tuple[jax.Array, jax.Array
   x, _ = _images.as_batch(image)
   dx = ops.sobel(x, 1, 0, ksize)
   dy = ops.sobel(x, 0, 1, ksize)
-  best = jnp.argmax(dx * dx + dy * dy, axis=-1)[..., None]
-  pick = lambda g: jnp.take_along_axis(g, best, axis=-1)[..., 0]
-  return pick(dy), pick(dx)
+  return _pick_channel(dy, dx)
 
 
 def _grid_onehots(h: int, w: int, grid: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:

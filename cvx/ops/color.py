@@ -13,10 +13,8 @@ from cvx.ops import _images
 # cv2 RGB2Gray for 8U: Y = (9798 R + 19235 G + 3735 B + 2^14) >> 15.
 _GRAY_FIXED = (9798, 19235, 3735)
 _GRAY_FLOAT = (0.299, 0.587, 0.114)
-# cv2 RGB2HSV_b division tables, shift 12 (color_hsv.simd.hpp).
+# cv2 RGB2HSV_b fixed point, shift 12 (color_hsv.simd.hpp).
 _HSV_SHIFT = 12
-_SDIV = np.concatenate([[0], np.round((255 << _HSV_SHIFT) / np.arange(1, 256))])
-_HDIV = np.concatenate([[0], np.round((180 << _HSV_SHIFT) / (6.0 * np.arange(1, 256)))])
 
 
 def _check_channels(image, fn: str, channels: int) -> jax.Array:
@@ -85,14 +83,27 @@ def merge(channels) -> jax.Array:
   return jnp.stack(channels, axis=-1)
 
 
+def _division_table(numerator: int, d: jax.Array) -> jax.Array:
+  """OpenCV's table entry round(numerator / d) (0 for d = 0), int32.
+
+  Computed rather than looked up (XLA's CPU gathers are slow): the float32
+  quotient rounds to the same integers for every d in 1..255 (no ties), which
+  a test checks on all 2^24 RGB triples.
+  """
+  q = jnp.round(np.float32(numerator) / jnp.maximum(d, 1).astype(jnp.float32))
+  return jnp.where(d > 0, q, 0.0).astype(jnp.int32)
+
+
 def _rgb_to_hsv_uint8(image: jax.Array) -> jax.Array:
   x = image.astype(jnp.int32)
   r, g, b = x[..., 0], x[..., 1], x[..., 2]
   v = jnp.maximum(jnp.maximum(r, g), b)
   diff = v - jnp.minimum(jnp.minimum(r, g), b)
-  s = (diff * jnp.asarray(_SDIV, jnp.int32)[v] + (1 << (_HSV_SHIFT - 1))) >> _HSV_SHIFT
+  sdiv = _division_table(255 << _HSV_SHIFT, v)
+  s = (diff * sdiv + (1 << (_HSV_SHIFT - 1))) >> _HSV_SHIFT
   h = jnp.where(v == r, g - b, jnp.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-  h = (h * jnp.asarray(_HDIV, jnp.int32)[diff] + (1 << (_HSV_SHIFT - 1))) >> _HSV_SHIFT
+  hdiv = _division_table((180 << _HSV_SHIFT) // 6, diff)
+  h = (h * hdiv + (1 << (_HSV_SHIFT - 1))) >> _HSV_SHIFT
   h = jnp.where(h < 0, h + 180, h)
   return jnp.stack([h, s, v], axis=-1).astype(jnp.uint8)
 

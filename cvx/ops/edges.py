@@ -56,24 +56,30 @@ def _dilate3x3(x: jax.Array) -> jax.Array:
   return rows[:, :-2] | rows[:, 1:-1] | rows[:, 2:]
 
 
-def _hysteresis(strong: jax.Array, candidates: jax.Array, steps: int = 8) -> jax.Array:
+def _hysteresis(strong: jax.Array, candidates: jax.Array, steps: int = 16) -> jax.Array:
   """Candidates 8-connected to a strong pixel; loops until nothing changes.
 
   Each loop iteration grows ``steps`` pixels (extra steps after convergence
-  change nothing), so the loop runs ⌈longest chain / steps⌉ + 1 times.
+  change nothing), so the loop runs ⌈longest chain / steps⌉ + 1 times. Images
+  of a batch loop one after another, each for its own number of iterations.
   """
-  def grow(edges):
+  def grow(edges, candidates):
     for _ in range(steps):
       edges = candidates & _dilate3x3(edges)
     return edges
 
-  def body(state):
-    edges, _ = state
-    new = grow(edges)
-    return new, jnp.any(new != edges)
+  def one(planes):
+    strong, candidates = planes[0][None], planes[1][None]
 
-  edges, _ = jax.lax.while_loop(lambda s: s[1], body, (strong, jnp.array(True)))
-  return edges
+    def body(state):
+      edges, _ = state
+      new = grow(edges, candidates)
+      return new, jnp.any(new != edges)
+
+    edges, _ = jax.lax.while_loop(lambda s: s[1], body, (strong, jnp.array(True)))
+    return edges[0]
+
+  return jax.lax.map(one, (strong, candidates))
 
 
 def _nms(mag, dx, dy):
@@ -129,13 +135,22 @@ def canny(image, threshold1: float, threshold2: float, aperture_size: int = 3,
     low, high = (min(32767.0, t) ** 2 if t > 0 else t for t in (low, high))
   low, high = int(np.floor(low)), int(np.floor(high))
   x, restore = _images.as_batch(image)
-  # OpenCV keeps the derivatives as int16 (CV_16S).
-  to_s16 = lambda d: jnp.clip(jnp.round(d * scale), -32768, 32767).astype(jnp.int32)
-  dx = to_s16(filters.sobel(x, 1, 0, aperture_size, border=borders.BORDER_REPLICATE))
-  dy = to_s16(filters.sobel(x, 0, 1, aperture_size, border=borders.BORDER_REPLICATE))
+
+  def derivative(order_x, order_y):
+    """OpenCV's int16 (CV_16S) Sobel derivative, as int32."""
+    kx, ky = filters.get_deriv_kernels(order_x, order_y, aperture_size)
+    d = filters._separable_uint8(x, kx, ky, borders.BORDER_REPLICATE)  # pylint: disable=protected-access
+    if aperture_size != 7:  # exact integers within int16
+      return d.astype(jnp.int32)
+    return jnp.clip(jnp.round(d.astype(jnp.float32) * scale), -32768, 32767).astype(jnp.int32)
+
+  dx, dy = derivative(1, 0), derivative(0, 1)
   mag = dx * dx + dy * dy if l2_gradient else jnp.abs(dx) + jnp.abs(dy)
-  best = jnp.argmax(mag, axis=-1)[..., None]  # first channel of largest magnitude
-  pick = lambda a: jnp.take_along_axis(a, best, axis=-1)[..., 0]
+  if x.shape[-1] == 1:
+    pick = lambda a: a[..., 0]
+  else:
+    best = jnp.argmax(mag, axis=-1)[..., None]  # first channel of largest magnitude
+    pick = lambda a: jnp.take_along_axis(a, best, axis=-1)[..., 0]
   mag, dx, dy = pick(mag), pick(dx), pick(dy)
   candidates = (mag > low) & _nms(mag, dx, dy)
   edges = _hysteresis(candidates & (mag > high), candidates)

@@ -79,17 +79,24 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
   """One erosion (min) or dilation (max) of an N×H×W×C array."""
   kh, kw = mask.shape
   ay, ax = kh // 2, kw // 2
+  pads = ((0, 0), (ay, kh - 1 - ay), (ax, kw - 1 - ax), (0, 0))
+  reduce = jnp.maximum if use_max else jnp.minimum
   if border == borders.BORDER_CONSTANT and border_value is None:
     info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
     border_value = info(image.dtype).min if use_max else info(image.dtype).max
-  x = borders.pad_hw(image, ay, kh - 1 - ay, ax, kw - 1 - ax, border,
+    if mask.all():  # rectangles: separable window reductions padded with the identity
+      op = jax.lax.max if use_max else jax.lax.min
+      init = np.asarray(border_value, image.dtype)
+      y = jax.lax.reduce_window(image, init, op, (1, kh, 1, 1), (1,) * 4,
+                                (pads[0], pads[1], (0, 0), (0, 0)))
+      return jax.lax.reduce_window(y, init, op, (1, 1, kw, 1), (1,) * 4,
+                                   (pads[0], (0, 0), pads[2], (0, 0)))
+  x = borders.pad_hw(image, *pads[1], *pads[2], border,
                      0 if border_value is None else border_value)
   h, w = image.shape[1:3]
-  reduce = jnp.maximum if use_max else jnp.minimum
-  if mask.all():  # rectangles: separable, rows then columns
-    rows = [x[:, :, j:j + w] for j in range(kw)]
-    x = _reduce_all(reduce, rows)
-    return _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
+  if mask.all():  # rectangles: separable, columns then rows
+    x = _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
+    return _reduce_all(reduce, [x[:, :, j:j + w] for j in range(kw)])
   return _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
 
 

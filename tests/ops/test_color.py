@@ -48,6 +48,12 @@ def test_rgb_to_hsv_uint8_random_exact():
   np.testing.assert_array_equal(ops.rgb_to_hsv(image), cv2.cvtColor(image, cv2.COLOR_RGB2HSV))
 
 
+def test_rgb_to_hsv_uint8_exact_on_every_rgb_triple():
+  rgb = np.stack(np.meshgrid(*[np.arange(256)] * 3, indexing="ij"), -1)
+  rgb = rgb.astype(np.uint8).reshape(4096, 4096, 3)
+  np.testing.assert_array_equal(jax.jit(ops.rgb_to_hsv)(rgb), cv2.cvtColor(rgb, cv2.COLOR_RGB2HSV))
+
+
 @pytest.mark.parametrize("mode", MODES)
 def test_rgb_to_hsv_float(mode):
   images = [im.astype(np.float32) / 255 for im in _colors()]
