@@ -85,12 +85,8 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
     info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
     border_value = info(image.dtype).min if use_max else info(image.dtype).max
     if mask.all():  # rectangles: separable window reductions padded with the identity
-      op = jax.lax.max if use_max else jax.lax.min
-      init = np.asarray(border_value, image.dtype)
-      y = jax.lax.reduce_window(image, init, op, (1, kh, 1, 1), (1,) * 4,
-                                (pads[0], pads[1], (0, 0), (0, 0)))
-      return jax.lax.reduce_window(y, init, op, (1, 1, kw, 1), (1,) * 4,
-                                   (pads[0], (0, 0), pads[2], (0, 0)))
+      return _rect_extreme(image, kh, kw, pads, jax.lax.max if use_max else jax.lax.min,
+                           np.asarray(border_value, image.dtype))
   x = borders.pad_hw(image, *pads[1], *pads[2], border,
                      0 if border_value is None else border_value)
   h, w = image.shape[1:3]
@@ -98,6 +94,21 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
     x = _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
     return _reduce_all(reduce, [x[:, :, j:j + w] for j in range(kw)])
   return _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
+
+
+def _rect_extreme(image, kh, kw, pads, op, init):
+  """Columns then rows of a kh×kw window, padded with ``init`` (the identity).
+
+  One channel is reduced as N×H×W: a trailing axis of size 1 makes XLA's CPU
+  loops 2× slower.
+  """
+  x = image[..., 0] if image.shape[-1] == 1 else image
+  rest = ((0, 0),) * (x.ndim - 3)
+  y = jax.lax.reduce_window(x, init, op, (1, kh, 1) + (1,) * len(rest), (1,) * x.ndim,
+                            (pads[0], pads[1], (0, 0)) + rest)
+  y = jax.lax.reduce_window(y, init, op, (1, 1, kw) + (1,) * len(rest), (1,) * x.ndim,
+                            (pads[0], (0, 0), pads[2]) + rest)
+  return y[..., None] if image.shape[-1] == 1 else y
 
 
 def _reduce_all(reduce, arrays):
