@@ -30,12 +30,13 @@ def same_padding(kernel_size: int, dilation: int = 1) -> int:
 
 
 class ConvBN(nn.Module):
-  """conv (no bias) → BatchNorm → activation; the block of most modern CNNs.
+  """conv → BatchNorm → activation; the block of most modern CNNs.
 
   ``padding=None`` pads symmetrically by ⌊(k − 1)/2⌋ (PyTorch/Keras 'same' at
   stride 1). ``act=None`` skips the activation (projection layers).
   ``bn_momentum`` is flax's (running = m·running + (1 − m)·batch), i.e.
-  1 − PyTorch's momentum.
+  1 − PyTorch's momentum. ``conv_bias`` gives the conv a bias (redundant
+  before BN, but Keras' ResNets have one).
   """
   features: int
   kernel_size: int = 3
@@ -43,6 +44,7 @@ class ConvBN(nn.Module):
   padding: Any = None
   groups: int = 1
   act: Callable | None = nn.relu
+  conv_bias: bool = False
   bn_momentum: float = 0.9
   bn_epsilon: float = 1e-5
   bn_axis_name: str | None = None
@@ -53,7 +55,7 @@ class ConvBN(nn.Module):
     k = self.kernel_size
     padding = same_padding(k) if self.padding is None else self.padding
     x = Conv(self.features, (k, k), strides=self.strides, padding=padding,
-             feature_group_count=self.groups, use_bias=False, dtype=self.dtype,
+             feature_group_count=self.groups, use_bias=self.conv_bias, dtype=self.dtype,
              name="conv")(x)
     x = nn.BatchNorm(use_running_average=not train, momentum=self.bn_momentum,
                      epsilon=self.bn_epsilon, axis_name=self.bn_axis_name,

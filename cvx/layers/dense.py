@@ -20,10 +20,11 @@ class _PreActivation(nn.Module):
   kernel_size: int
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  bn_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=1e-5,
+    x = nn.BatchNorm(use_running_average=not train, momentum=0.9, epsilon=self.bn_epsilon,
                      axis_name=self.bn_axis_name, dtype=self.dtype, name="bn")(x)
     k = self.kernel_size
     return Conv(self.features, (k, k), padding=(k - 1) // 2, use_bias=False,
@@ -37,14 +38,15 @@ class DenseBlock(nn.Module):
   bn_size: int = 4
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  bn_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     for i in range(self.num_layers):
       y = _PreActivation(self.bn_size * self.growth_rate, 1, self.bn_axis_name,
-                         self.dtype, name=f"layer{i}_conv1")(x, train)
+                         self.dtype, self.bn_epsilon, name=f"layer{i}_conv1")(x, train)
       y = _PreActivation(self.growth_rate, 3, self.bn_axis_name, self.dtype,
-                         name=f"layer{i}_conv2")(y, train)
+                         self.bn_epsilon, name=f"layer{i}_conv2")(y, train)
       x = jnp.concatenate([x, y], axis=-1)
     return x
 
@@ -54,9 +56,10 @@ class Transition(nn.Module):
   compression: float = 0.5
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
+  bn_epsilon: float = 1e-5
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     x = _PreActivation(int(x.shape[-1] * self.compression), 1, self.bn_axis_name,
-                       self.dtype, name="conv")(x, train)
+                       self.dtype, self.bn_epsilon, name="conv")(x, train)
     return AvgPool(2, name="pool")(x)

@@ -4,7 +4,8 @@ y = relu(F(x) + shortcut(x)). The shortcut is the identity when shapes match
 and a 1×1 strided conv + BN projection ("reduce") when they do not.
 ``plain=True`` drops the shortcut entirely (the paper's plain networks, for
 ablations). Bottleneck ``version``: 'v1.5' strides the 3×3 conv (torchvision),
-'v1' strides the first 1×1 (the paper, Keras).
+'v1' strides the first 1×1 (the paper, Keras). ``conv_bias`` gives every conv
+a bias, as Keras' ResNets have.
 """
 from typing import Any
 
@@ -19,13 +20,15 @@ class _Residual(nn.Module):
   features: int
   strides: int = 1
   plain: bool = False
+  conv_bias: bool = False
   bn_epsilon: float = 1e-5
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   def _conv_bn(self, features, kernel, strides=1, act=nn.relu, name=None):
-    return ConvBN(features, kernel, strides, act=act, bn_epsilon=self.bn_epsilon,
-                  bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
+    return ConvBN(features, kernel, strides, act=act, conv_bias=self.conv_bias,
+                  bn_epsilon=self.bn_epsilon, bn_axis_name=self.bn_axis_name,
+                  dtype=self.dtype, name=name)
 
   def _add_shortcut(self, residual, x, train):
     if self.plain:

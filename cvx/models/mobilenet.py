@@ -3,8 +3,9 @@
 A 3×3/2 conv then 13 depthwise-separable blocks (3×3 depthwise → BN → ReLU6 →
 1×1 pointwise → BN → ReLU6), global average pool, dropout, 1×1 conv head.
 The width multiplier α thins every layer to ⌊α·channels⌋; the resolution
-multiplier ρ is the input size (224·ρ). Strided convs pad (0, 1) on each
-spatial axis as Keras does (so converted Keras weights line up exactly).
+multiplier ρ is the input size (224·ρ). Padding is Keras' (so converted Keras
+weights line up exactly): the stem is TF 'SAME' ((0, 1) on even sizes, (1, 1)
+on odd), strided depthwise convs always pad (0, 1).
 """
 from typing import Any
 
@@ -31,8 +32,9 @@ class MobileNetV1(nn.Module):
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
-  def _conv_bn(self, features, kernel, strides=1, groups=1, name=None):
-    padding = _KERAS_STRIDED_PAD if strides == 2 else None
+  def _conv_bn(self, features, kernel, strides=1, groups=1, padding=None, name=None):
+    if padding is None and strides == 2:
+      padding = _KERAS_STRIDED_PAD
     return ConvBN(features, kernel, strides, padding, groups, nn.relu6,
                   bn_momentum=0.99, bn_epsilon=1e-3, bn_axis_name=self.bn_axis_name,
                   dtype=self.dtype, name=name)
@@ -43,7 +45,7 @@ class MobileNetV1(nn.Module):
       raise ValueError(f"width multiplier alpha must be in (0, 1], got {self.alpha}")
     features = {}
     width = int(32 * self.alpha)
-    x = self._conv_bn(width, 3, 2, name="conv1")(x.astype(self.dtype), train)
+    x = self._conv_bn(width, 3, 2, padding="SAME", name="conv1")(x.astype(self.dtype), train)
     x = tap(self, features, "stem", x)
     for i, (channels, strides) in enumerate(_BLOCKS, start=1):
       x = self._conv_bn(width, 3, strides, groups=width, name=f"conv_dw_{i}")(x, train)

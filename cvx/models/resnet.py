@@ -4,7 +4,9 @@ Variants are data: stage sizes and block type per depth. Options: ``version``
 ('v1.5' strides the bottleneck's 3×3, torchvision; 'v1' its first 1×1, the
 paper), ``stem`` ('imagenet': 7×7/2 conv + 3×3/2 max pool; 'cifar': one 3×3
 conv, no pool, for 32×32 inputs), ``plain`` (no shortcuts, the paper's plain
-nets), ``width`` (channels of the first stage).
+nets), ``width`` (channels of the first stage), ``conv_bias`` and
+``bn_epsilon`` (Keras' ResNets: v1 with a bias in every conv and ε = 1.001e-5,
+25,636,712 parameters and statistics for ResNet-50).
 """
 import functools
 from typing import Any, Sequence
@@ -28,24 +30,27 @@ class ResNet(nn.Module):
   stem: str = "imagenet"
   plain: bool = False
   width: int = 64
+  conv_bias: bool = False
+  bn_epsilon: float = 1e-5
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
   def _block(self, features, strides, name):
     common = dict(features=features, strides=strides, plain=self.plain,
+                  conv_bias=self.conv_bias, bn_epsilon=self.bn_epsilon,
                   bn_axis_name=self.bn_axis_name, dtype=self.dtype, name=name)
     if self.block == "basic":
       return BasicBlock(**common)
     return Bottleneck(version=self.version, **common)
 
   def _stem(self, x, train):
+    common = dict(conv_bias=self.conv_bias, bn_epsilon=self.bn_epsilon,
+                  bn_axis_name=self.bn_axis_name, dtype=self.dtype, name="conv1")
     if self.stem == "cifar":
-      return ConvBN(self.width, 3, bn_axis_name=self.bn_axis_name, dtype=self.dtype,
-                    name="conv1")(x, train)
+      return ConvBN(self.width, 3, **common)(x, train)
     if self.stem != "imagenet":
       raise ValueError(f"stem must be 'imagenet' or 'cifar', got {self.stem!r}")
-    x = ConvBN(self.width, 7, 2, padding=3, bn_axis_name=self.bn_axis_name,
-               dtype=self.dtype, name="conv1")(x, train)
+    x = ConvBN(self.width, 7, 2, padding=3, **common)(x, train)
     return MaxPool(3, 2, 1, name="maxpool")(x)
 
   @nn.compact
