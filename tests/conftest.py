@@ -5,6 +5,7 @@ import sys
 
 import pytest
 
+os.environ.setdefault("KERAS_BACKEND", "jax")  # before any test imports keras
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
