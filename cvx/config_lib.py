@@ -63,7 +63,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.model_dtype = "float32"  # compute dtype; "bfloat16" for mixed precision
   # Transfer (cvx.transfer): start from the params/batch_stats in init_from (a
   # converted model's directory or a cvx workdir; the head is re-initialised
-  # when num_classes differs), unless the workdir already has checkpoints.
+  # when num_classes differs or reset_head is set), unless the workdir already
+  # has checkpoints.
   c.init_from = config_dict.placeholder(str)
   c.transfer = ml_collections.ConfigDict(dict(
       # none | backbone (all but the head) | a fraction "0.5" of the layers in
@@ -71,6 +72,7 @@ def base_config() -> ml_collections.ConfigDict:
       freeze="none",
       backbone_lr_scale=1.0,  # learning rate of the non-head layers ÷ the head's
       layer_decay=1.0,  # lr × layer_decay^(layers between this one and the top)
+      reset_head=False,  # re-initialise the head even when its shape matches
   ))
   # Task.
   c.task = "classification"

@@ -215,7 +215,8 @@ def _resume(run: Run, ckpts: checkpoint.Checkpoints):
 def _init_from(run: Run, state):
   """``state`` with params and batch_stats from ``config.init_from``."""
   fresh = {"params": state.params, "batch_stats": state.batch_stats}
-  variables, report = pretrained.load(run.config.init_from, fresh, run.config.model)
+  variables, report = pretrained.load(run.config.init_from, fresh, run.config.model,
+                                      run.config.transfer.reset_head)
   _say(report)
   return state.replace(params=variables["params"], batch_stats=variables["batch_stats"],
                        opt_state=run.tx.init(variables["params"]))

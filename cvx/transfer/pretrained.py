@@ -8,7 +8,8 @@ and batch_stats of its best (else newest) checkpoint.
 
 Every model variable takes the checkpoint's value of the same path and shape.
 Head variables (a ``head`` module in the path) that are absent or shaped
-differently (another ``num_classes``) keep their fresh initialisation; any
+differently (another ``num_classes``), or all of them with ``reset_head`` (a
+new task with as many classes), keep their fresh initialisation; any
 other absent or differently shaped variable is an error. Checkpoint variables
 the model lacks are ignored and counted.
 """
@@ -60,7 +61,8 @@ def read(path: str) -> dict:
   return {c: restored.get(c) or {} for c in COLLECTIONS}
 
 
-def merge(fresh: dict, loaded: dict) -> tuple[dict, dict[str, int]]:
+def merge(fresh: dict, loaded: dict,
+          reset_head: bool = False) -> tuple[dict, dict[str, int]]:
   """(``fresh`` with the matching ``loaded`` values, counts of ``restored``,
   re-initialised ``head`` and ``ignored`` variables); see the module doc."""
   merged, problems = {}, []
@@ -71,7 +73,8 @@ def merge(fresh: dict, loaded: dict) -> tuple[dict, dict[str, int]]:
     values = {}
     for path, value in mine.items():
       got = theirs.get(path)
-      if got is not None and got.shape == value.shape:
+      if got is not None and got.shape == value.shape and not (
+          reset_head and is_head(path)):
         values[path] = np.asarray(got, value.dtype)
         counts["restored"] += 1
       elif is_head(path):
@@ -88,7 +91,8 @@ def merge(fresh: dict, loaded: dict) -> tuple[dict, dict[str, int]]:
   return merged, counts
 
 
-def load(directory: str, fresh: dict, model: str) -> tuple[dict, str]:
+def load(directory: str, fresh: dict, model: str,
+         reset_head: bool = False) -> tuple[dict, str]:
   """(``fresh`` variables initialised from ``directory``, a one-line report).
 
   Raises ValueError when the directory describes another model than ``model``
@@ -98,7 +102,7 @@ def load(directory: str, fresh: dict, model: str) -> tuple[dict, str]:
   if info.get("model", model) != model:
     raise ValueError(f"init_from={directory!r} holds a {info['model']!r} model but "
                      f"config.model is {model!r}")
-  variables, counts = merge(fresh, read(path))
+  variables, counts = merge(fresh, read(path), reset_head)
   report = (f"Initialised from {directory} ({info.get('source', 'converted')}): "
             f"{counts['restored']} variables restored, {counts['head']} head "
             f"variables re-initialised, {counts['ignored']} checkpoint variables "

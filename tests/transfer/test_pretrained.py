@@ -113,6 +113,11 @@ def test_same_head_shape_is_restored_and_extras_are_counted(converted):
   assert counts == {"restored": 16, "head": 0, "ignored": 1}
   np.testing.assert_array_equal(merged["params"]["head"]["kernel"],
                                 source["params"]["head"]["kernel"])
+  fresh = _fresh(num_classes=10)
+  merged, counts = pretrained.merge(fresh, extra, reset_head=True)
+  assert counts == {"restored": 14, "head": 2, "ignored": 1}
+  np.testing.assert_array_equal(merged["params"]["head"]["kernel"],
+                                fresh["params"]["head"]["kernel"])
 
 
 def test_another_model_or_no_checkpoint_is_a_clear_error(tmp_path, converted):
