@@ -78,13 +78,14 @@ def test_lenet5_parameters_macs_and_fields():
   assert s.params == 61_706 == analysis.count_params(params) == tree_size(params)
   assert s.state == 0 and s.output_shape == (10,)
   assert [(l.name, l.output_shape) for l in leaves(s)] == [
-      ("conv1", (28, 28, 6)), ("conv2", (10, 10, 16)), ("fc1", (120,)),
-      ("fc2", (84,)), ("head", (10,))]
+      ("conv1", (28, 28, 6)), ("pool1", (14, 14, 6)), ("conv2", (10, 10, 16)),
+      ("pool2", (5, 5, 16)), ("fc1", (120,)), ("fc2", (84,)), ("head", (10,))]
   assert [l.macs for l in leaves(s)] == [
-      28 * 28 * 5 * 5 * 1 * 6, 10 * 10 * 5 * 5 * 6 * 16, 400 * 120, 120 * 84, 84 * 10]
+      28 * 28 * 5 * 5 * 1 * 6, 0, 10 * 10 * 5 * 5 * 6 * 16, 0, 400 * 120, 120 * 84, 84 * 10]
   assert s.macs == sum(l.macs for l in leaves(s)) == 416_520
-  # conv5 → pool2 (nn.max_pool, a plain function) → conv5: seen from the shapes.
-  assert [s["conv1"].field.rf, s["conv2"].field.rf] == [(5, 5), (14, 14)]
+  # conv5 → pool2 → conv5.
+  assert [s["conv1"].field.rf, s["pool1"].field.rf, s["conv2"].field.rf] == [
+      (5, 5), (6, 6), (14, 14)]
   assert s["conv2"].field.jump == (2, 2)
   assert s["fc1"].field.whole and s["head"].field.whole
 

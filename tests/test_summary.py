@@ -18,7 +18,8 @@ def test_lenet5_table_and_totals():
   lines = proc.stdout.splitlines()
   assert lines[0].split() == ["layer", "type", "output", "params", "MACs", "RF", "jump"]
   assert lines[1].split() == ["conv1", "Conv", "5×5/1", "28×28×6", "156", "117,600", "5", "1"]
-  assert lines[2].split() == [
+  assert lines[2].split() == ["pool1", "MaxPool", "2×2/2", "14×14×6", "0", "0", "6", "2"]
+  assert lines[3].split() == [
       "conv2", "Conv", "5×5/1", "10×10×16", "2,416", "240,000", "14", "2"]
   assert lines[-1] == ("LeNet5, input 28×28×1 → 10: 61,706 parameters, "
                        "416,520 multiply-adds (417 K) per image")

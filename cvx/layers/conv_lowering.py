@@ -47,6 +47,11 @@ def set_cpu_conv(mode: str | None) -> None:
   _mode_override = mode
 
 
+def cpu_lowering_active() -> bool:
+  """True when tracing for the CPU backend with the 'matmul' mode selected."""
+  return jax.default_backend() == "cpu" and cpu_conv_mode() == "matmul"
+
+
 def cpu_conv_mode() -> str:
   """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else 'matmul'."""
   mode = _mode_override or os.environ.get(ENV_VAR, "matmul")
@@ -75,7 +80,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
       dimension_numbers=dimension_numbers, feature_group_count=feature_group_count,
       batch_group_count=batch_group_count, precision=precision,
       preferred_element_type=preferred_element_type)
-  if (jax.default_backend() != "cpu" or cpu_conv_mode() == "xla"
+  if (not cpu_lowering_active()
       or lhs.ndim != 4 or rhs.ndim != 4 or batch_group_count != 1
       or preferred_element_type is not None
       or any(d != 1 for d in (lhs_dilation or (1, 1)))
@@ -87,6 +92,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     padding = lax.padtype_to_pads(lhs.shape[1:3], kernel, window_strides, padding)
   spec = _Spec(tuple(window_strides), tuple(tuple(p) for p in padding), dilation,
                feature_group_count, precision)
+  if min(_out_hw(lhs.shape, rhs.shape, spec)) <= 0:  # Empty output: nothing to lower.
+    return native()
   return _conv(lhs, rhs, spec)
 
 

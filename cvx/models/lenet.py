@@ -4,6 +4,8 @@ from typing import Any
 import flax.linen as nn
 import jax.numpy as jnp
 
+from cvx.layers.conv import Conv
+from cvx.layers.pooling import MaxPool
 from cvx.models.features import tap
 from cvx.models.registry import register
 
@@ -28,8 +30,8 @@ class LeNet5(nn.Module):
     x = x.astype(self.dtype)
     features = {}
     for i, (width, padding) in enumerate([(6, 2), (16, "VALID")], start=1):
-      x = nn.Conv(width, (5, 5), padding=padding, use_bias=not self.batch_norm,
-                  dtype=self.dtype, name=f"conv{i}")(x)
+      x = Conv(width, (5, 5), padding=padding, use_bias=not self.batch_norm,
+               dtype=self.dtype, name=f"conv{i}")(x)
       if self.batch_norm:
         x = nn.BatchNorm(use_running_average=not train, momentum=0.9,
                          axis_name=self.bn_axis_name, dtype=self.dtype,
@@ -37,7 +39,7 @@ class LeNet5(nn.Module):
       x = tap(self, features, f"stage{i}", nn.relu(x))
       if i == 2:
         x = tap(self, features, "last_conv", x)
-      x = nn.max_pool(x, (2, 2), strides=(2, 2))
+      x = MaxPool(2, name=f"pool{i}")(x)
     x = x.reshape((x.shape[0], -1))
     x = nn.relu(nn.Dense(120, dtype=self.dtype, name="fc1")(x))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
