@@ -22,15 +22,15 @@ import orbax.checkpoint as ocp
 from etils import epath
 from flax import traverse_util
 
+from cvx.transfer.checkpoint import SIDECAR
 from cvx.transfer.freeze import is_head, name
 
-MODEL_FILE = "cvx_model.json"
 COLLECTIONS = ("params", "batch_stats")
 
 
 def locate(directory: str) -> tuple[str, dict]:
   """(orbax checkpoint path, model description) of a converted model or workdir."""
-  info_path = os.path.join(directory, MODEL_FILE)
+  info_path = os.path.join(directory, SIDECAR)
   if os.path.exists(info_path):
     with open(info_path) as f:
       return directory, json.load(f)
@@ -44,7 +44,7 @@ def locate(directory: str) -> tuple[str, dict]:
               "source": f"cvx workdir, {which} checkpoint at step {max(steps)}"}
       return os.path.join(root, str(max(steps)), "state"), info
   raise FileNotFoundError(
-      f"init_from={directory!r} is neither a converted model ({MODEL_FILE} beside "
+      f"init_from={directory!r} is neither a converted model ({SIDECAR} beside "
       f"an orbax checkpoint) nor a cvx workdir with checkpoints/best or checkpoints/latest")
 
 

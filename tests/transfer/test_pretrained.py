@@ -1,16 +1,12 @@
 """``config.init_from``: converted directories and workdirs, head reset, resume."""
-import json
-import os
-
 import jax
 import ml_collections
 import numpy as np
-import orbax.checkpoint as ocp
 import pytest
 
 from cvx import config_lib, models
 from cvx.train import loop
-from cvx.transfer import pretrained
+from cvx.transfer import Converted, Preprocessing, pretrained, save_converted
 from tests.helpers import restore_params
 
 
@@ -41,15 +37,11 @@ def source_workdir(tmp_path_factory, data_dir):
 
 @pytest.fixture(scope="module")
 def converted(tmp_path_factory, source_workdir):
-  """The layout `python -m cvx.convert` writes, from the source run."""
+  """The source run saved as `python -m cvx.convert` saves a converted model."""
   directory = str(tmp_path_factory.mktemp("converted") / "lenet5")
   variables = pretrained.read(pretrained.locate(source_workdir)[0])
-  checkpointer = ocp.StandardCheckpointer()
-  checkpointer.save(directory, variables)
-  checkpointer.wait_until_finished()
-  with open(os.path.join(directory, pretrained.MODEL_FILE), "w") as f:
-    json.dump({"model": "lenet5", "model_kwargs": {"batch_norm": True},
-               "num_classes": 10, "source": "test", "preprocessing": {}}, f)
+  save_converted(Converted("lenet5", {"batch_norm": True}, 10, variables, "test",
+                           Preprocessing("scale", (0.0,), (1.0,))), directory)
   return directory, variables
 
 
@@ -63,8 +55,10 @@ def test_backbone_frozen_from_a_converted_model_keeps_its_weights(
   directory, source = converted
   summary = loop.train_and_evaluate(
       _target(_config(data_dir, 8, freeze="backbone"), directory), str(tmp_path))
-  assert ("14 variables restored, 2 head variables re-initialised, 0 checkpoint "
-          "variables not in the model ignored") in capsys.readouterr().out
+  out = capsys.readouterr().out
+  assert ("(test): 14 variables restored, 2 head variables re-initialised, 0 "
+          "checkpoint variables not in the model ignored. Its inputs were "
+          "preprocessed as {'mode': 'scale'") in out
   assert summary["trainable_params"] == 84 * 5 + 5
   params, want = restore_params(str(tmp_path), 8), _flat(source["params"])
   assert params["['head']['kernel']"].shape == (84, 5)
