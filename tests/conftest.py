@@ -6,6 +6,11 @@ import sys
 import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "jax")  # before any test imports keras
+# The suite compiles hundreds of programs and runs each a few times on small
+# inputs: LLVM's optimization passes cost far more compile time than they save.
+# Only code generation changes (the HLO, and so what is computed, is the same).
+FAST_COMPILE = "--xla_backend_optimization_level=0"
+os.environ["XLA_FLAGS"] = f"{os.environ.get('XLA_FLAGS', '')} {FAST_COMPILE}".strip()
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -27,7 +32,7 @@ def main_command(workdir, *overrides, config="configs/mnist_lenet.py", mode="tra
 
 def main_env(data_dir, devices=1):
   env = dict(os.environ, CVX_DATA_DIR=data_dir, JAX_PLATFORMS="cpu",
-             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+             XLA_FLAGS=f"--xla_force_host_platform_device_count={devices} {FAST_COMPILE}")
   env.pop("JAX_COORDINATOR_ADDRESS", None)
   return env
 

@@ -5,6 +5,8 @@ trainable only; BatchNorm statistics live in ``batch_stats``), GUIDE §5.
 """
 import jax
 import jax.numpy as jnp
+import numpy as np
+import optax
 import pytest
 
 from cvx import models
@@ -109,22 +111,53 @@ FORWARD = [
 
 
 @pytest.mark.parametrize("name,kwargs", FORWARD, ids=[n for n, _ in FORWARD])
-def test_forward_in_eval_and_train_mode(name, kwargs):
+def test_forward_backward_and_a_few_steps_that_reduce_the_loss(name, kwargs):
+  """Eval and train mode; every parameter gets a gradient; one compilation."""
   size = SMALL_INPUT.get(name, 32)
   model = models.create(name, num_classes=4, **kwargs)
-  x = jax.random.uniform(jax.random.PRNGKey(0), (2, size, size, 3))
+  x = jax.random.uniform(jax.random.PRNGKey(0), (4, size, size, 3))
+  y = jnp.arange(4) % 4
   variables = jax.jit(model.init)(jax.random.PRNGKey(1), x)
-  logits, features = jax.jit(model.apply)(variables, x)
-  assert jnp.isfinite(logits).all() and logits.shape == (2, 4)
-  train_apply = jax.jit(lambda v, x, rng: model.apply(
-      v, x, train=True, rngs={"dropout": rng}, mutable=["batch_stats"]))
-  (train_logits, train_features), updates = train_apply(variables, x, jax.random.PRNGKey(2))
-  assert jnp.isfinite(train_logits).all()
-  if "batch_stats" in variables:  # training mode moves the running statistics
-    before, after = jax.tree.leaves(variables["batch_stats"]), jax.tree.leaves(updates["batch_stats"])
-    assert any(not jnp.allclose(a, b) for a, b in zip(before, after))
+  logits, _ = jax.jit(model.apply)(variables, x)
+  assert jnp.isfinite(logits).all() and logits.shape == (4, 4)
+
+  def loss_fn(params, batch_stats):
+    (logits, features), updates = model.apply(
+        {"params": params, "batch_stats": batch_stats}, x, train=True,
+        rngs={"dropout": jax.random.PRNGKey(2)}, mutable=["batch_stats"])
+    ce = lambda z: optax.softmax_cross_entropy_with_integer_labels(z, y).mean()
+    aux = [ce(v) for k, v in features.items() if k.startswith("aux")]  # GoogLeNet
+    return ce(logits) + 0.3 * sum(aux), (updates.get("batch_stats", {}), features)
+
+  tx = optax.adam(1e-3)
+
+  @jax.jit
+  def step(params, batch_stats, opt_state):
+    (loss, (batch_stats, features)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch_stats)
+    updates, opt_state = tx.update(grads, opt_state)
+    nonzero = jax.tree.map(lambda g: jnp.any(g != 0), grads)
+    return optax.apply_updates(params, updates), batch_stats, opt_state, loss, nonzero, features
+
+  params, batch_stats = variables["params"], variables.get("batch_stats", {})
+  opt_state = jax.jit(tx.init)(params)
+  losses, touched = [], jax.tree.map(lambda p: False, params)
+  for _ in range(5):
+    new_stats = batch_stats
+    params, new_stats, opt_state, loss, nonzero, features = step(params, batch_stats, opt_state)
+    touched = jax.tree.map(lambda t, g: t | bool(g), touched, jax.device_get(nonzero))
+    if batch_stats:  # Training mode moves the running statistics.
+      assert any(not np.allclose(a, b) for a, b in zip(
+          jax.device_get(jax.tree.leaves(batch_stats)), jax.device_get(jax.tree.leaves(new_stats))))
+    batch_stats = new_stats
+    losses.append(float(loss))
+  assert step._cache_size() == 1  # pylint: disable=protected-access
+  untouched = [jax.tree_util.keystr(p) for p, t in jax.tree_util.tree_leaves_with_path(touched)
+               if not t]
+  assert not untouched, f"parameters without a gradient: {untouched}"
+  assert np.isfinite(losses).all() and losses[-1] < losses[0], losses
   if name == "googlenet":
-    assert {"aux1_logits", "aux2_logits"} <= set(train_features)
+    assert {"aux1_logits", "aux2_logits"} <= set(features)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():

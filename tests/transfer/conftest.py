@@ -1,8 +1,7 @@
 """Parity tests run in eval mode at the highest matmul precision.
 
-cvx models use XLA's native convolutions here (``CVX_CPU_CONV=xla``), which
-compile several times faster than the CPU lowering; that lowering is checked
-against ``lax`` in tests/layers.
+cvx models keep the CPU convolution lowering of ``cvx.layers.conv_lowering``
+(the default on CPU), so the parity covers it too.
 """
 import jax
 import numpy as np
@@ -11,8 +10,7 @@ import pytest
 
 @pytest.fixture(autouse=True)
 def highest_precision(monkeypatch):
-  """'highest' matmul precision and native convs for this test only."""
-  monkeypatch.setenv("CVX_CPU_CONV", "xla")
+  """'highest' matmul precision for this test only."""
   with jax.default_matmul_precision("highest"):
     yield
 
