@@ -104,7 +104,7 @@ def test_alexnet_lrn_reproduces_seed_000s_table_at_227():
 FORWARD = [
     ("alexnet_lrn", {}), ("vgg11_bn", {"pool_size": (1, 1), "hidden": 64}),
     ("googlenet", {"aux_logits": True}), ("resnet18", {"stem": "cifar"}),
-    ("resnet50_plain", {}), ("mobilenet_v1", {"alpha": 0.25}),
+    ("resnet50", {}), ("mobilenet_v1", {"alpha": 0.25}),
     ("densenet121", {"block_sizes": (1, 2, 2, 1)}), ("xception", {"middle_repeats": 1}),
     ("efficientnet_b0", {"padding_style": "keras"}),
 ]
