@@ -19,7 +19,8 @@ def get_config(arg=None):
   config.dataset = "mnist5k"
   config.num_classes = 10
   config.model = "mobilenet_v1"
-  config.model_kwargs = ml_collections.ConfigDict(dict(alpha=float(args["alpha"])))
+  config.model_kwargs = ml_collections.ConfigDict(dict(
+      alpha=float(args["alpha"]), bn_momentum=0.9))  # Keras uses 0.99
   config.data.update(image_size=(size, size))
   config.augment = "affine"
   config.batch_size = 64

@@ -94,6 +94,6 @@ def test_mnist_mobilenet_trains_at_a_width_and_resolution_multiplier(tmp_path, d
   run_cvx_main(data_dir, workdir, *FEW_STEPS, config="configs/mnist_mobilenet.py:alpha=0.25,size=64")
   with open(os.path.join(workdir, "config.json")) as f:
     config = json.load(f)
-  assert config["model_kwargs"] == {"alpha": 0.25} and config["data"]["image_size"] == [64, 64]
+  assert config["model_kwargs"] == {"alpha": 0.25, "bn_momentum": 0.9} and config["data"]["image_size"] == [64, 64]
   with open(os.path.join(workdir, "summary.json")) as f:
     assert json.load(f)["steps"] == 3

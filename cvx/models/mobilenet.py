@@ -29,6 +29,7 @@ class MobileNetV1(nn.Module):
   num_classes: int
   alpha: float = 1.0
   dropout_rate: float = 1e-3
+  bn_momentum: float = 0.99  # Keras'; 0.9 tracks fast-changing weights better
   bn_axis_name: str | None = None
   dtype: Any = jnp.float32
 
@@ -36,7 +37,7 @@ class MobileNetV1(nn.Module):
     if padding is None and strides == 2:
       padding = _KERAS_STRIDED_PAD
     return ConvBN(features, kernel, strides, padding, groups, nn.relu6,
-                  bn_momentum=0.99, bn_epsilon=1e-3, bn_axis_name=self.bn_axis_name,
+                  bn_momentum=self.bn_momentum, bn_epsilon=1e-3, bn_axis_name=self.bn_axis_name,
                   dtype=self.dtype, name=name)
 
   @nn.compact
