@@ -33,6 +33,9 @@ _CHUNK_BYTES = 8 << 20
 # Forward / stride-1 dX use im2col only up to this patch depth (kh·kw·C): for
 # deeper patches XLA's native conv was faster in benchmarks/train_throughput.py.
 _IM2COL_MAX_DEPTH = 640
+# ...and at any depth for outputs of at most this many pixels: XLA:CPU's native
+# conv runs a 3×3 conv on 2×2×512 maps at ~2 GFLOP/s (VGG's last stage at 32×32).
+_IM2COL_MAX_AREA = 4
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 _mode_override = None
@@ -180,14 +183,16 @@ def _input_grad_stride1(w, g, spec: _Spec):
   return _dense(g, flipped, spec._replace(pads=pads))
 
 
-def _use_im2col(w, spec: _Spec) -> bool:
-  return spec.groups == 1 and w.shape[0] * w.shape[1] * w.shape[2] <= _IM2COL_MAX_DEPTH
+def _use_im2col(w, spec: _Spec, out_hw) -> bool:
+  shallow = w.shape[0] * w.shape[1] * w.shape[2] <= _IM2COL_MAX_DEPTH
+  return spec.groups == 1 and (shallow or out_hw[0] * out_hw[1] <= _IM2COL_MAX_AREA)
 
 
 def _forward(x, w, spec: _Spec):
   if _is_depthwise(x, w, spec):
     return _depthwise(x, w, spec)
-  return (_dense if _use_im2col(w, spec) else _native)(x, w, spec)
+  use_im2col = _use_im2col(w, spec, _out_hw(x.shape, w.shape, spec))
+  return (_dense if use_im2col else _native)(x, w, spec)
 
 
 def _kernel_grad(x, w_shape, g, spec: _Spec):
@@ -226,7 +231,7 @@ def _conv_bwd(spec: _Spec, residuals, g):
   if _is_depthwise(x, w, spec):
     _, vjp = jax.vjp(lambda x, w: _depthwise(x, w, spec), x, w)
     return vjp(g)
-  if spec.strides == (1, 1) and _use_im2col(w.transpose(0, 1, 3, 2), spec):
+  if spec.strides == (1, 1) and _use_im2col(w.transpose(0, 1, 3, 2), spec, x.shape[1:3]):
     dx = _input_grad_stride1(w, g, spec)
   else:
     dx = jax.vjp(lambda x: _native(x, w, spec), x)[1](g)[0]
