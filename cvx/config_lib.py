@@ -3,6 +3,7 @@
 Every field a run reads is declared here, so a misspelled command-line override
 fails at once (``--config.optimzer.lr``) instead of being ignored.
 """
+import ast
 import itertools
 from typing import Any
 
@@ -23,6 +24,21 @@ def parse_args(arg: str | None, **defaults) -> dict[str, str]:
                        f"in {sorted(defaults)}")
     args[key] = value
   return args
+
+
+def parse_kwargs(items) -> dict[str, Any]:
+  """``['k=v', ...]`` (a CLI's ``--kwarg``) → keywords; values parsed as Python
+  literals when possible, else kept as strings."""
+  kwargs = {}
+  for item in items:
+    key, sep, value = item.partition("=")
+    if not sep or not key:
+      raise ValueError(f"--kwarg must be KEY=VALUE, got {item!r}")
+    try:
+      kwargs[key] = ast.literal_eval(value)
+    except (ValueError, SyntaxError):
+      kwargs[key] = value
+  return kwargs
 
 
 def product(axes: dict[str, list[Any]]) -> list[dict[str, Any]]:

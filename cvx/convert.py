@@ -26,12 +26,11 @@ Output layout (what ``config.init_from=DIR`` restores):
   ``(x[..., ::-1 if BGR] − mean) / std`` for images x in [0, 1]
   (``cvx.transfer.Preprocessing``).
 """
-import ast
 import sys
 
 from absl import app, flags, logging
 
-from cvx import transfer
+from cvx import config_lib, transfer
 
 SOURCES = ("keras", "torchvision")
 
@@ -44,20 +43,6 @@ _NUM_CLASSES = flags.DEFINE_integer("num_classes", None,
 _KWARGS = flags.DEFINE_multi_string(
     "kwarg", [], "Converter/model keyword KEY=VALUE (VALUE a Python literal, else a "
     "string), e.g. alpha=0.5 (Keras MobileNet .h5), transform_input=True (googlenet).")
-
-
-def parse_kwargs(items) -> dict:
-  """``['k=v', ...]`` → keywords, values parsed as Python literals when possible."""
-  kwargs = {}
-  for item in items:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"--kwarg must be KEY=VALUE, got {item!r}")
-    try:
-      kwargs[key] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      kwargs[key] = value
-  return kwargs
 
 
 def convert(source: str, model: str, weights: str, **kwargs) -> transfer.Converted:
@@ -74,7 +59,7 @@ def main(argv):
   if not flags.FLAGS["verbosity"].present:  # JAX logs missing backends at INFO.
     logging.set_verbosity(logging.WARNING)
   try:
-    converted = convert(_SOURCE.value, _MODEL.value, _WEIGHTS.value, **parse_kwargs(_KWARGS.value))
+    converted = convert(_SOURCE.value, _MODEL.value, _WEIGHTS.value, **config_lib.parse_kwargs(_KWARGS.value))
     if _NUM_CLASSES.value is not None and _NUM_CLASSES.value != converted.num_classes:
       raise ValueError(f"the weights have a {converted.num_classes}-class head, not "
                        f"--num_classes={_NUM_CLASSES.value} (training with config.init_from "

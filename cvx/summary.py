@@ -7,12 +7,11 @@
 
 Shapes only (``jax.eval_shape``): nothing is computed, any size is instant.
 """
-import ast
 import sys
 
 from absl import app, flags, logging
 
-from cvx import analysis, models
+from cvx import analysis, config_lib, models
 
 _INPUT = flags.DEFINE_integer("input", 224, "Input height and width in pixels.")
 _CHANNELS = flags.DEFINE_integer("channels", 3, "Input channels.")
@@ -27,15 +26,7 @@ _MARKDOWN = flags.DEFINE_boolean("markdown", False, "Print a Markdown table.")
 def model_kwargs() -> dict:
   """Keywords for ``models.create`` from --width and --kwarg."""
   kwargs = {} if _WIDTH.value is None else {"alpha": _WIDTH.value}
-  for item in _KWARGS.value:
-    key, sep, value = item.partition("=")
-    if not sep or not key:
-      raise ValueError(f"--kwarg must be KEY=VALUE, got {item!r}")
-    try:
-      kwargs[key] = ast.literal_eval(value)
-    except (ValueError, SyntaxError):
-      kwargs[key] = value
-  return kwargs
+  return {**kwargs, **config_lib.parse_kwargs(_KWARGS.value)}
 
 
 def main(argv):

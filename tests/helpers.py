@@ -1,6 +1,9 @@
-"""Helpers shared by tests: reading what a run leaves in its workdir."""
+"""Helpers shared by tests: reading what a run leaves in its workdir, image folders."""
 import json
 import os
+
+import numpy as np
+from PIL import Image
 
 
 def read_metrics(workdir, split=None):
@@ -26,3 +29,19 @@ def restore_params(workdir, step=None, which="latest"):
   tree = checkpointer.restore(path, target)
   return {jax.tree_util.keystr(p): v for p, v in
           jax.tree_util.tree_leaves_with_path(tree["params"])}
+
+
+def write_image_folder(root, sizes):
+  """``root/{train,test}/{cat,dog}/<i>.png`` random RGB images of ``sizes``;
+  returns ``{(split, label, i): pixels}``."""
+  rng = np.random.default_rng(0)
+  expected = {}
+  for split in ("train", "test"):
+    for label, name in enumerate(("cat", "dog")):
+      folder = root / split / name
+      folder.mkdir(parents=True)
+      for i, (h, w) in enumerate(sizes):
+        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(folder / f"{i}.png")
+        expected[(split, label, i)] = pixels
+  return expected

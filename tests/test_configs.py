@@ -9,10 +9,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from PIL import Image
 
 from cvx import models
 from tests.conftest import REPO, run_cvx_main
+from tests.helpers import write_image_folder
 
 CONFIGS = sorted(glob.glob(os.path.join(REPO, "configs", "*.py")))
 
@@ -58,17 +58,6 @@ def test_bad_variant_arguments_fail_naming_what_is_allowed(name, arg):
     _module(os.path.join(REPO, "configs", name)).get_config(arg)
 
 
-def _image_folder(root, sizes):
-  rng = np.random.default_rng(0)
-  for split in ("train", "test"):
-    for name in ("cat", "dog"):
-      os.makedirs(root / split / name)
-      for i, (h, w) in enumerate(sizes):
-        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(root / split / name / f"{i}.png")
-  return f"folder:{root}"
-
-
 FEW_STEPS = ["--config.batch_size=8", "--config.num_train_steps=3",
              "--config.eval_every_epochs=100", "--config.eval_batch_size=8",
              "--config.log_every_steps=1", "--config.schedule.warmup_epochs=0"]
@@ -76,7 +65,8 @@ FEW_STEPS = ["--config.batch_size=8", "--config.num_train_steps=3",
 
 def test_imagenet_recipe_trains_on_a_folder_of_varying_sizes(tmp_path, data_dir):
   """bfloat16, resized crops and per-read resizing: a few steps of ResNet-18."""
-  dataset = _image_folder(tmp_path / "images", [(50, 61), (37, 45), (64, 48)] * 2)
+  write_image_folder(tmp_path / "images", [(50, 61), (37, 45), (64, 48)] * 2)
+  dataset = f"folder:{tmp_path / 'images'}"
   workdir = str(tmp_path / "run")
   run_cvx_main(data_dir, workdir, f"--config.dataset={dataset}", "--config.eval_split=test",
                "--config.num_classes=2", "--config.data.image_size=(48, 40)", *FEW_STEPS,

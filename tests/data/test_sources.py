@@ -7,6 +7,7 @@ import tensorflow_datasets as tfds
 from PIL import Image
 
 from cvx.data import sources
+from tests.helpers import write_image_folder
 
 
 def test_unknown_dataset_lists_what_exists(data_dir):
@@ -27,22 +28,8 @@ def test_missing_split_names_the_splits(data_dir):
     sources.load("mnist5k", "validation", data_dir)
 
 
-def _write_folder(root, sizes):
-  rng = np.random.default_rng(0)
-  expected = {}
-  for split in ("train", "test"):
-    for label, name in enumerate(("cat", "dog")):
-      folder = root / split / name
-      folder.mkdir(parents=True)
-      for i, (h, w) in enumerate(sizes):
-        pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-        Image.fromarray(pixels).save(folder / f"{i}.png")
-        expected[(split, label, i)] = pixels
-  return expected
-
-
 def test_image_folder_reads_every_image_with_its_class(tmp_path):
-  expected = _write_folder(tmp_path, [(6, 5)] * 3)
+  expected = write_image_folder(tmp_path, [(6, 5)] * 3)
   src = sources.load(f"folder:{tmp_path}", "train")
   batch = src.read(np.arange(len(src)))
   assert len(src) == 6 and src.num_classes == 2
@@ -54,7 +41,7 @@ def test_image_folder_reads_every_image_with_its_class(tmp_path):
 
 
 def test_image_folder_of_mixed_sizes_needs_image_size(tmp_path):
-  _write_folder(tmp_path, [(6, 5), (9, 7)])
+  write_image_folder(tmp_path, [(6, 5), (9, 7)])
   with pytest.raises(ValueError, match="image_size"):
     sources.load(f"folder:{tmp_path}", "train")
   src = sources.load(f"folder:{tmp_path}", "train", image_size=(8, 8))

@@ -9,7 +9,7 @@ import jax
 import pytest
 import torch
 
-from cvx import convert, transfer
+from cvx import config_lib, convert, transfer
 from tests.conftest import REPO
 from tests.transfer import parity
 from tests.transfer.test_keras_parity import reference as keras_reference
@@ -93,7 +93,7 @@ def test_existing_output_directory_is_not_overwritten(tmp_path):
 
 
 def test_kwargs_are_python_literals_else_strings():
-  assert convert.parse_kwargs(["alpha=0.5", "transform_input=True", "version=v1"]) == {
+  assert config_lib.parse_kwargs(["alpha=0.5", "transform_input=True", "version=v1"]) == {
       "alpha": 0.5, "transform_input": True, "version": "v1"}
   with pytest.raises(ValueError, match="--kwarg must be KEY=VALUE, got 'alpha'"):
-    convert.parse_kwargs(["alpha"])
+    config_lib.parse_kwargs(["alpha"])
