@@ -59,6 +59,25 @@ def test_hysteresis_follows_a_long_weak_chain():
   assert (strong_only > 0).sum() < (ref > 0).sum() / 4
 
 
+def test_hysteresis_vertical_chain_and_odd_sizes():
+  # The chain of the test above turned vertical and cut to 250 × 29: it crosses the
+  # 32-row words of the packed hysteresis, whose last word is partly padding.
+  x = np.arange(250)
+  image = np.zeros((250, 29), np.float64)
+  image[:, 14:] = (10 + x * 40 / 249)[:, None]
+  image = np.rint(image + 60).astype(np.uint8)
+  np.testing.assert_array_equal(ops.canny(image, 20, 180), cv2.Canny(image, 20, 180))
+  assert (cv2.Canny(image, 20, 180) > 0).sum() > 240
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_canny_odd_sized_photos(mode):
+  images = [photo(n, size=(101, 77), gray=True) for n in GRAY]
+  cases = CANNY_CASES[:3]
+  fn = lambda x: [ops.canny(x, *case) for case in cases]
+  _check_canny(images, run(mode, fn, images), cases)
+
+
 def test_canny_float_input_is_quantised():
   image = photo("coins", gray=True)
   np.testing.assert_array_equal(ops.canny(image / 255.0, 50, 150), cv2.Canny(image, 50, 150))
