@@ -53,23 +53,23 @@ def gradient_orientation(image, ksize: int = 3,
 
 
 def _pack_rows(x: jax.Array, bit: int) -> jax.Array:
-  """Bit ``bit`` of N×H×W uint8 → N×⌈H/32⌉×W uint32; row 32·r + k is bit k of word r.
+  """Bit ``bit`` of an H×W uint8 plane → ⌈H/32⌉×W uint32; row 32·r + k is bit k of word r.
 
   An OR of 32 row slices: a ``reduce`` over the 32 rows would pull the
   producer (NMS) into an unvectorised reduction loop.
   """
-  n, h, w = x.shape
+  h, w = x.shape
   r = -(-h // 32)
-  x = jnp.pad(x, ((0, 0), (0, 32 * r - h), (0, 0))).reshape(n, r, 32, w)
-  words = [((x[:, :, k] >> bit) & 1).astype(jnp.uint32) << k for k in range(32)]
+  x = jnp.pad(x, ((0, 32 * r - h), (0, 0))).reshape(r, 32, w)
+  words = [((x[:, k] >> bit) & 1).astype(jnp.uint32) << k for k in range(32)]
   return functools.reduce(jnp.bitwise_or, words)
 
 
 def _unpack_rows(words: jax.Array, h: int) -> jax.Array:
-  """Inverse of _pack_rows: N×R×W uint32 → N×h×W bool."""
-  n, r, w = words.shape
-  bits = (words[:, :, None] >> jnp.arange(32, dtype=jnp.uint32)[:, None]) & 1
-  return bits.reshape(n, 32 * r, w)[:, :h].astype(bool)
+  """Inverse of _pack_rows: R×W uint32 → h×W bool."""
+  r, w = words.shape
+  bits = (words[:, None] >> jnp.arange(32, dtype=jnp.uint32)[:, None]) & 1
+  return bits.reshape(32 * r, w)[:h].astype(bool)
 
 
 def _dilate3x3_packed(e: jax.Array) -> jax.Array:
@@ -81,28 +81,25 @@ def _dilate3x3_packed(e: jax.Array) -> jax.Array:
 
 
 def _hysteresis(strong: jax.Array, candidates: jax.Array, steps: int = 8) -> jax.Array:
-  """Candidates 8-connected to a strong pixel (N×H×W bool); loops to convergence.
+  """Candidates 8-connected to a strong pixel (H×W bool); loops to convergence.
 
   Planes are bit-packed 32 rows to a uint32 word (a 512×512 image is 32 KB), so
   one growth step (a 3×3 dilation masked by the candidates) is ~20 word ops.
-  Each image loops on its own: ``steps`` growth steps (a ``fori_loop``;
-  unrolling them makes XLA recompute) between checks for change, until an
-  iteration changes nothing.
+  ``steps`` growth steps (a ``fori_loop``; unrolling them makes XLA
+  recompute) run between checks for change, until an iteration changes
+  nothing.
   """
-  def one(planes):
-    seeds, mask = planes
-
-    def body(state):
-      edges, _ = state
-      new = jax.lax.fori_loop(0, steps, lambda _, e: mask & _dilate3x3_packed(e), edges)
-      return new, jnp.any(new != edges)
-
-    return jax.lax.while_loop(lambda s: s[1], body, (seeds, jnp.array(True)))[0]
-
   # One uint8 plane for both masks, so that NMS is computed once.
   code = candidates.astype(jnp.uint8) | (strong.astype(jnp.uint8) << 1)
-  words = jax.lax.map(one, (_pack_rows(code, 1), _pack_rows(code, 0)))
-  return _unpack_rows(words, strong.shape[1])
+  seeds, mask = _pack_rows(code, 1), _pack_rows(code, 0)
+
+  def body(state):
+    edges, _ = state
+    new = jax.lax.fori_loop(0, steps, lambda _, e: mask & _dilate3x3_packed(e), edges)
+    return new, jnp.any(new != edges)
+
+  edges, _ = jax.lax.while_loop(lambda s: s[1], body, (seeds, jnp.array(True)))
+  return _unpack_rows(edges, strong.shape[0])
 
 
 def _nms(mag, dx, dy):
@@ -159,26 +156,32 @@ def canny(image, threshold1: float, threshold2: float, aperture_size: int = 3,
   low, high = int(np.floor(low)), int(np.floor(high))
   x, restore = _images.as_batch(image)
 
-  def derivative(order_x, order_y):
-    """OpenCV's int16 (CV_16S) Sobel derivative, as int32."""
-    kx, ky = filters.get_deriv_kernels(order_x, order_y, aperture_size)
-    d = filters._separable_uint8(x, kx, ky, borders.BORDER_REPLICATE)  # pylint: disable=protected-access
-    if aperture_size != 7:  # exact integers within int16
-      return d.astype(jnp.int32)
-    return jnp.clip(jnp.round(d.astype(jnp.float32) * scale), -32768, 32767).astype(jnp.int32)
+  def one(image):
+    """Edges of one H×W×C image as H×W bool."""
+    x = image[None]
 
-  dx, dy = derivative(1, 0), derivative(0, 1)
-  mag = dx * dx + dy * dy if l2_gradient else jnp.abs(dx) + jnp.abs(dy)
-  if x.shape[-1] == 1:
-    pick = lambda a: a[..., 0]
-  else:
-    best = jnp.argmax(mag, axis=-1)[..., None]  # first channel of largest magnitude
-    pick = lambda a: jnp.take_along_axis(a, best, axis=-1)[..., 0]
-  mag, dx, dy = pick(mag), pick(dx), pick(dy)
-  candidates = (mag > low) & _nms(mag, dx, dy)
-  edges = _hysteresis(candidates & (mag > high), candidates)
-  out = jnp.where(edges, np.uint8(255), np.uint8(0))[..., None]
-  return restore(out)
+    def derivative(order_x, order_y):
+      """OpenCV's int16 (CV_16S) Sobel derivative, as int32."""
+      kx, ky = filters.get_deriv_kernels(order_x, order_y, aperture_size)
+      d = filters._separable_uint8(x, kx, ky, borders.BORDER_REPLICATE)  # pylint: disable=protected-access
+      if aperture_size != 7:  # exact integers within int16
+        return d.astype(jnp.int32)
+      return jnp.clip(jnp.round(d.astype(jnp.float32) * scale), -32768, 32767).astype(jnp.int32)
+
+    dx, dy = derivative(1, 0), derivative(0, 1)
+    mag = dx * dx + dy * dy if l2_gradient else jnp.abs(dx) + jnp.abs(dy)
+    if x.shape[-1] == 1:
+      pick = lambda a: a[..., 0]
+    else:
+      best = jnp.argmax(mag, axis=-1)[..., None]  # first channel of largest magnitude
+      pick = lambda a: jnp.take_along_axis(a, best, axis=-1)[..., 0]
+    mag, dx, dy = pick(mag), pick(dx), pick(dy)
+    candidates = ((mag > low) & _nms(mag, dx, dy))[0]
+    return _hysteresis(candidates & (mag[0] > high), candidates)
+
+  # One image at a time: its int32 planes stay in cache (2× faster than the batch at once).
+  edges = jax.lax.map(one, x)
+  return restore(jnp.where(edges, np.uint8(255), np.uint8(0))[..., None])
 
 
 def log_zero_crossings(image, sigma: float, ksize: int = 0, threshold: float = 0.0,
