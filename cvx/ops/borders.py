@@ -31,9 +31,11 @@ def check_border(border, fn: str = "copy_make_border") -> int:
 
 
 def pad_hw(x: jax.Array, top: int, bottom: int, left: int, right: int,
-           border: int = BORDER_DEFAULT, value=0) -> jax.Array:
-  """Pads axes -3 and -2 (H, W) of an (N×)H×W×C array; see copy_make_border."""
-  widths = [(0, 0)] * (x.ndim - 3) + [(top, bottom), (left, right), (0, 0)]
+           border: int = BORDER_DEFAULT, value=0, channel_axis: bool = True) -> jax.Array:
+  """Pads H and W of an (N×)H×W×C array, or of (N×)H×W planes if not
+  ``channel_axis``; see copy_make_border."""
+  hw = [(top, bottom), (left, right)]
+  widths = [(0, 0)] * (x.ndim - 3) + hw + [(0, 0)] if channel_axis else [(0, 0)] * (x.ndim - 2) + hw
   mode = _NUMPY_MODE[border]
   if border != BORDER_CONSTANT:
     return jnp.pad(x, widths, mode=mode)
@@ -42,8 +44,9 @@ def pad_hw(x: jax.Array, top: int, bottom: int, left: int, right: int,
     return jnp.pad(x, widths, constant_values=value)
   # A per-channel value: pad with zeros, then fill the frame.
   padded = jnp.pad(x, widths)
-  inside = jnp.pad(jnp.ones(x.shape[-3:-1], bool), widths[-3:-1])
-  return jnp.where(inside[..., None], padded, value)
+  hw_axes = slice(-3, -1) if channel_axis else slice(-2, None)
+  inside = jnp.pad(jnp.ones(x.shape[hw_axes], bool), widths[hw_axes])
+  return jnp.where(inside[..., None] if channel_axis else inside, padded, value)
 
 
 def copy_make_border(image, top: int, bottom: int, left: int, right: int,

@@ -5,6 +5,8 @@ element's non-zero cells, anchored at its centre. The default border is
 OpenCV's "morphology default": pixels outside never win (+max for erosion,
 −max for dilation). Works on uint8 and float images of any channel count.
 """
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -74,41 +76,41 @@ def _check_kernel(fn: str, kernel) -> np.ndarray:
   return _concrete_kernel(fn, kernel) != 0
 
 
+# Masks of up to 25 cells (5×5) take one fused pass over every cell: on CPU
+# that beats separable passes, each a round trip through memory.
+_FUSED_CELLS = 25
+
+
 def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
              border_value) -> jax.Array:
-  """One erosion (min) or dilation (max) of an N×H×W×C array."""
+  """One erosion (min) or dilation (max) of an N×H×W×C array.
+
+  The padded image's shifted views are reduced with elementwise min/max
+  (XLA's CPU ``reduce_window`` is slower): every mask cell at once, or for
+  larger rectangles along H, then along W. One channel is reduced as N×H×W: a
+  trailing axis of size 1 makes XLA's CPU loops 2× slower.
+  """
   kh, kw = mask.shape
   ay, ax = kh // 2, kw // 2
-  pads = ((0, 0), (ay, kh - 1 - ay), (ax, kw - 1 - ax), (0, 0))
   reduce = jnp.maximum if use_max else jnp.minimum
   if border == borders.BORDER_CONSTANT and border_value is None:
     info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
     border_value = info(image.dtype).min if use_max else info(image.dtype).max
-    if mask.all():  # rectangles: separable window reductions padded with the identity
-      return _rect_extreme(image, kh, kw, pads, jax.lax.max if use_max else jax.lax.min,
-                           np.asarray(border_value, image.dtype))
-  x = borders.pad_hw(image, *pads[1], *pads[2], border,
-                     0 if border_value is None else border_value)
+  single = image.shape[-1] == 1
+  x = image[..., 0] if single else image
+  pad = functools.partial(borders.pad_hw, border=border, channel_axis=not single,
+                          value=0 if border_value is None else border_value)
+  rows, cols = (ay, kh - 1 - ay), (ax, kw - 1 - ax)
   h, w = image.shape[1:3]
-  if mask.all():  # rectangles: separable, columns then rows
+  if mask.all() and mask.size > _FUSED_CELLS:  # padded and reduced one axis at a time
+    x = pad(x, *rows, 0, 0)
     x = _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
-    return _reduce_all(reduce, [x[:, :, j:j + w] for j in range(kw)])
-  return _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
-
-
-def _rect_extreme(image, kh, kw, pads, op, init):
-  """Columns then rows of a kh×kw window, padded with ``init`` (the identity).
-
-  One channel is reduced as N×H×W: a trailing axis of size 1 makes XLA's CPU
-  loops 2× slower.
-  """
-  x = image[..., 0] if image.shape[-1] == 1 else image
-  rest = ((0, 0),) * (x.ndim - 3)
-  y = jax.lax.reduce_window(x, init, op, (1, kh, 1) + (1,) * len(rest), (1,) * x.ndim,
-                            (pads[0], pads[1], (0, 0)) + rest)
-  y = jax.lax.reduce_window(y, init, op, (1, 1, kw) + (1,) * len(rest), (1,) * x.ndim,
-                            (pads[0], (0, 0), pads[2]) + rest)
-  return y[..., None] if image.shape[-1] == 1 else y
+    x = pad(x, 0, 0, *cols)
+    y = _reduce_all(reduce, [x[:, :, j:j + w] for j in range(kw)])
+  else:
+    x = pad(x, *rows, *cols)
+    y = _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
+  return y[..., None] if single else y
 
 
 def _reduce_all(reduce, arrays):

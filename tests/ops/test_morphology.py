@@ -44,6 +44,22 @@ def test_erode_dilate_exact(mode, kind):
                                                       borderValue=(255, 255, 255)))
 
 
+@pytest.mark.parametrize("border", [ops.BORDER_CONSTANT, ops.BORDER_REPLICATE, ops.BORDER_REFLECT,
+                                    ops.BORDER_REFLECT_101])
+def test_large_rectangles_exact(border):
+  # Rectangles over 25 cells are reduced one axis at a time; even sides move the anchor.
+  for image in [photo("coins", gray=True), photo("astronaut")]:
+    for ksize in [(7, 5), (9, 9), (4, 8), (15, 1)]:
+      kernel = np.ones(ksize[::-1], np.uint8)
+      np.testing.assert_array_equal(ops.erode(image, kernel, border=border),
+                                    cv2.erode(image, kernel, borderType=border), err_msg=str(ksize))
+      np.testing.assert_array_equal(ops.dilate(image, kernel, border=border),
+                                    cv2.dilate(image, kernel, borderType=border), err_msg=str(ksize))
+    kernel = np.ones((9, 7), np.uint8)
+    np.testing.assert_array_equal(ops.dilate(image, kernel, 2, border=border),
+                                  cv2.dilate(image, kernel, iterations=2, borderType=border))
+
+
 OPS = [ops.MORPH_ERODE, ops.MORPH_DILATE, ops.MORPH_OPEN, ops.MORPH_CLOSE, ops.MORPH_GRADIENT,
        ops.MORPH_TOPHAT, ops.MORPH_BLACKHAT]
 
