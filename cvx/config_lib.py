@@ -58,9 +58,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.train_split = "train"
   c.eval_split = "test"
   c.data = ml_collections.ConfigDict(dict(
-      normalize="scale",  # scale | standardize | minmax
+      # scale | standardize | minmax | init_from (what config.init_from's source
+      # expects: a converted model's preprocessing or the source run's data fields).
+      normalize="scale",
       mean=config_dict.placeholder(tuple),  # standardize: per channel, in [0, 1] units
       std=config_dict.placeholder(tuple),
+      channel_order="RGB",  # standardize: "BGR" reverses channels first (Keras 'caffe')
       image_size=config_dict.placeholder(tuple),  # (H, W) to resize to
       cache=True,  # decode the split into memory once (small datasets)
       prefetch=2,  # batches prepared ahead on a background thread

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 NORMALIZATIONS = ("scale", "standardize", "minmax")
+CHANNEL_ORDERS = ("RGB", "BGR")
 
 
 def to_unit(images: jax.Array, image_size: tuple[int, int] | None = None) -> jax.Array:
@@ -17,9 +18,13 @@ def to_unit(images: jax.Array, image_size: tuple[int, int] | None = None) -> jax
   return x
 
 
-def normalize(x: jax.Array, method: str, mean=None, std=None) -> jax.Array:
+def normalize(x: jax.Array, method: str, mean=None, std=None,
+              channel_order: str = "RGB") -> jax.Array:
   """``scale``: as is; ``standardize``: (x − mean)/std per channel (in [0, 1]
-  units); ``minmax``: each image stretched to [0, 1]."""
+  units), after reversing the channels for ``channel_order='BGR'`` (Keras'
+  'caffe' weights); ``minmax``: each image stretched to [0, 1]."""
+  if channel_order not in CHANNEL_ORDERS:
+    raise ValueError(f"data.channel_order={channel_order!r}; allowed: {CHANNEL_ORDERS}")
   if method == "scale":
     return x
   if method == "standardize":
@@ -28,9 +33,15 @@ def normalize(x: jax.Array, method: str, mean=None, std=None) -> jax.Array:
     if len(mean) != x.shape[-1] or len(std) != x.shape[-1]:
       raise ValueError(f"data.mean/std have {len(mean)}/{len(std)} entries; "
                        f"images have {x.shape[-1]} channels")
+    if channel_order == "BGR":
+      x = x[..., ::-1]
     return (x - jnp.asarray(mean)) / jnp.asarray(std)
   if method == "minmax":
     lo = x.min(axis=(1, 2, 3), keepdims=True)
     hi = x.max(axis=(1, 2, 3), keepdims=True)
     return (x - lo) / jnp.maximum(hi - lo, 1e-6)
-  raise ValueError(f"unknown normalization {method!r}; allowed: {NORMALIZATIONS}")
+  if method == "init_from":
+    raise ValueError("data.normalize='init_from' is resolved by the training loop's "
+                     "setup (cvx.transfer.pretrained.normalization) from config.init_from")
+  raise ValueError(f"unknown normalization {method!r}; allowed: {NORMALIZATIONS} "
+                   f"or 'init_from'")

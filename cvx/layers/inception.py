@@ -61,7 +61,11 @@ class Inception(nn.Module):
 
 
 class InceptionAux(nn.Module):
-  """Auxiliary classifier: 4×4 avg pool → 1×1 conv 128 → FC 1024 → dropout → FC."""
+  """Auxiliary classifier: 4×4 avg pool → 1×1 conv 128 → FC 1024 → dropout → FC.
+
+  The last layer is named ``head``, like the main classifier's, so a new
+  ``num_classes`` re-initialises it and freeze policies treat it as a head.
+  """
   num_classes: int
   dropout_rate: float = 0.7
   bn_axis_name: str | None = None
@@ -74,4 +78,4 @@ class InceptionAux(nn.Module):
                dtype=self.dtype, name="conv")(x, train)
     x = nn.relu(nn.Dense(1024, dtype=self.dtype, name="fc1")(x.reshape(x.shape[0], -1)))
     x = nn.Dropout(self.dropout_rate, deterministic=not train)(x)
-    return nn.Dense(self.num_classes, dtype=self.dtype, name="fc2")(x)
+    return nn.Dense(self.num_classes, dtype=self.dtype, name="head")(x)

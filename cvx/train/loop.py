@@ -48,8 +48,27 @@ class Run:
   plan: freeze.Plan
 
 
+def _resolved(config: ml_collections.ConfigDict, workdir: str) -> ml_collections.ConfigDict:
+  """``config``, or a copy with ``data.normalize='init_from'`` replaced by the
+  normalization ``config.init_from``'s weights expect (a run that resumes
+  keeps the one its workdir recorded)."""
+  if config.data.normalize != "init_from":
+    return config
+  try:
+    normalization = pretrained.normalization(workdir)
+  except FileNotFoundError:
+    if not config.init_from:
+      raise ValueError("data.normalize='init_from' needs config.init_from") from None
+    normalization = pretrained.normalization(config.init_from)
+  config = config.copy_and_resolve_references()
+  config.data.update(normalization)
+  return config
+
+
 def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
-  """Loads data, builds model/task/optimizer and the initial (or restored) state."""
+  """Loads data, builds model/task/optimizer and the initial (or restored)
+  state; ``run.config`` is ``config`` with ``data.normalize`` resolved."""
+  config = _resolved(config, workdir)
   os.makedirs(workdir, exist_ok=True)
   if jax.process_index() == 0:
     with open(os.path.join(workdir, "config.json"), "w") as f:
@@ -263,7 +282,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   """Trains to ``total_steps`` (or an early stop) and returns the summary."""
   start_time = time.time()
   run = setup(config, workdir)
-  cfg, par = config, run.par
+  cfg, par = run.config, run.par
   ckpts = checkpoint.Checkpoints(workdir, cfg.keep_checkpoints)
   state, meta, step = _resume(run, ckpts)
   axis = parallel.AXIS if par.name == "pmap" else None

@@ -40,7 +40,7 @@ def make_train_step(model, task, tx, config: ml_collections.ConfigDict,
     if augment is not None:
       first = 0 if axis_name is None else jax.lax.axis_index(axis_name) * x.shape[0]
       x = augment(aug_key, x, first)
-    x = preprocess.normalize(x, data.normalize, data.mean, data.std)
+    x = preprocess.normalize(x, data.normalize, data.mean, data.std, data.channel_order)
     if axis_name is not None:
       dropout_key = jax.random.fold_in(dropout_key, jax.lax.axis_index(axis_name))
 
@@ -71,7 +71,7 @@ def eval_inputs(images, config: ml_collections.ConfigDict):
   augmentation."""
   data = config.data
   return preprocess.normalize(preprocess.to_unit(images, data.image_size),
-                              data.normalize, data.mean, data.std)
+                              data.normalize, data.mean, data.std, data.channel_order)
 
 
 def inference_variables(state: TrainState) -> dict:

@@ -24,6 +24,7 @@ from flax import traverse_util
 
 from cvx.transfer.checkpoint import SIDECAR
 from cvx.transfer.freeze import is_head, name
+from cvx.transfer.preprocessing import Preprocessing
 
 COLLECTIONS = ("params", "batch_stats")
 
@@ -46,6 +47,21 @@ def locate(directory: str) -> tuple[str, dict]:
   raise FileNotFoundError(
       f"init_from={directory!r} is neither a converted model ({SIDECAR} beside "
       f"an orbax checkpoint) nor a cvx workdir with checkpoints/best or checkpoints/latest")
+
+
+def normalization(directory: str) -> dict:
+  """config.data fields that feed the model what ``directory``'s weights were
+  trained on: a converted model's recorded preprocessing as ``standardize``
+  (mean, std, channel order), or a cvx workdir's own data fields."""
+  _, info = locate(directory)
+  if "preprocessing" in info:
+    p = Preprocessing.from_json(info["preprocessing"])
+    return {"normalize": "standardize", "mean": p.mean, "std": p.std,
+            "channel_order": "BGR" if p.bgr else "RGB"}
+  with open(os.path.join(directory, "config.json")) as f:
+    data = json.load(f)["data"]
+  return {"normalize": data["normalize"], "mean": data.get("mean"), "std": data.get("std"),
+          "channel_order": data.get("channel_order", "RGB")}
 
 
 def read(path: str) -> dict:
@@ -108,6 +124,6 @@ def load(directory: str, fresh: dict, model: str,
             f"variables re-initialised, {counts['ignored']} checkpoint variables "
             f"not in the model ignored.")
   if info.get("preprocessing"):
-    report += (f" Its inputs were preprocessed as {info['preprocessing']}; match it "
-               f"with config.data.normalize/mean/std.")
+    report += (f" Its inputs were preprocessed as {info['preprocessing']}; "
+               f"config.data.normalize='init_from' applies that.")
   return variables, report

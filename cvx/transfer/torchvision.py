@@ -62,10 +62,13 @@ def _vgg(features, path):
 
 
 _GOOGLENET = {"branch2_reduce": "branch2.0", "branch2": "branch2.1", "branch3_reduce": "branch3.0",
-              "branch3": "branch3.1", "branch4": "branch4.1", "head": "fc"}
+              "branch3": "branch3.1", "branch4": "branch4.1",
+              "head": "fc2"}  # the auxiliary classifiers' last layer
 
 
 def _googlenet(path):
+  if path[0] == "head":
+    return "fc"
   return ".".join(_GOOGLENET.get(p, p) for p in path)
 
 

@@ -17,7 +17,9 @@ A = keras.applications
 # (cvx name, Keras keywords): (constructor, smallest comfortable input, preprocess_input).
 MODELS = {
     ("vgg16", ()): (A.VGG16, 32, A.vgg16.preprocess_input),
-    ("resnet50", ()): (A.ResNet50, 32, A.resnet.preprocess_input),
+    ("vgg19", ()): (A.VGG19, 32, A.vgg19.preprocess_input),
+    **{(f"resnet{d}", ()): (getattr(A, f"ResNet{d}"), 32, A.resnet.preprocess_input)
+       for d in (50, 101, 152)},
     ("mobilenet_v1", ()): (A.MobileNet, 32, A.mobilenet.preprocess_input),
     ("mobilenet_v1", (("alpha", 0.5),)): (A.MobileNet, 35, A.mobilenet.preprocess_input),
     ("densenet121", ()): (A.DenseNet121, 32, A.densenet.preprocess_input),
@@ -52,7 +54,7 @@ def _forward(model, outputs, x):
                                       [v.value for v in sub.non_trainable_variables], x)]
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)
 def reference(name, options=(), classes=NUM_CLASSES):
   """(Keras model, raw images, logits, pre-logits)."""
   constructor, size, preprocess = MODELS[name, options]
@@ -154,12 +156,3 @@ def test_headless_models_are_refused():
 def test_weights_that_are_not_a_file_must_be_downloaded_first(weights):
   with pytest.raises(FileNotFoundError, match="must be downloaded by the user first"):
     transfer.from_keras("resnet50", weights)
-
-
-@pytest.mark.parametrize("name,constructor", [("vgg19", A.VGG19), ("resnet152", A.ResNet152)])
-def test_other_depths_convert_with_every_weight(name, constructor):
-  model = constructor(weights=None, input_shape=(32, 32, 3), classes=NUM_CLASSES)
-  converted = transfer.from_keras(name, model)
-  assert (analysis.count_params(converted.variables["params"])
-          + analysis.count_params(converted.variables.get("batch_stats", {}))
-          == model.count_params())

@@ -1,12 +1,19 @@
-"""``config.init_from``: converted directories and workdirs, head reset, resume."""
+"""``config.init_from``: converted directories and workdirs, head reset, resume,
+and ``data.normalize='init_from'``."""
+import json
+import os
+
 import jax
+import keras
 import ml_collections
 import numpy as np
 import pytest
+import torch
+import torchvision
 
 from cvx import config_lib, models
-from cvx.train import loop
-from cvx.transfer import Converted, Preprocessing, pretrained, save_converted
+from cvx.train import loop, step as step_lib
+from cvx.transfer import Converted, Preprocessing, preprocessing, pretrained, save_converted
 from tests.helpers import restore_params
 
 
@@ -53,12 +60,17 @@ def _flat(tree):
 def test_backbone_frozen_from_a_converted_model_keeps_its_weights(
     tmp_path, data_dir, converted, capsys):
   directory, source = converted
-  summary = loop.train_and_evaluate(
-      _target(_config(data_dir, 8, freeze="backbone"), directory), str(tmp_path))
+  config = _target(_config(data_dir, 8, freeze="backbone"), directory)
+  config.data.normalize = "init_from"
+  summary = loop.train_and_evaluate(config, str(tmp_path))
   out = capsys.readouterr().out
   assert ("(test): 14 variables restored, 2 head variables re-initialised, 0 "
           "checkpoint variables not in the model ignored. Its inputs were "
           "preprocessed as {'mode': 'scale'") in out
+  assert config.data.normalize == "init_from"  # the caller's config is not changed
+  with open(os.path.join(tmp_path, "config.json")) as f:
+    data = json.load(f)["data"]
+  assert (data["normalize"], data["mean"], data["std"]) == ("standardize", [0.0], [1.0])
   assert summary["trainable_params"] == 84 * 5 + 5
   params, want = restore_params(str(tmp_path), 8), _flat(source["params"])
   assert params["['head']['kernel']"].shape == (84, 5)
@@ -73,6 +85,9 @@ def test_backbone_frozen_from_a_converted_model_keeps_its_weights(
 def test_a_resumed_run_resumes_instead_of_reinitialising(tmp_path, data_dir,
                                                          source_workdir, capsys):
   config = _target(_config(data_dir, 4), source_workdir)
+  config.data.normalize = "init_from"  # the source run's: 'scale'
+  assert pretrained.normalization(source_workdir) == {
+      "normalize": "scale", "mean": None, "std": None, "channel_order": "RGB"}
   loop.train_and_evaluate(config, str(tmp_path))
   assert "Initialised from" in capsys.readouterr().out
   config.num_train_steps = 6
@@ -120,3 +135,48 @@ def test_another_model_or_no_checkpoint_is_a_clear_error(tmp_path, converted):
     pretrained.load(directory, _fresh(), "mlp")
   with pytest.raises(FileNotFoundError, match="neither a converted model"):
     pretrained.load(str(tmp_path), _fresh(), "lenet5")
+
+
+def _converted_with(tmp_path, mode: str) -> str:
+  """A converted directory whose sidecar records the ``mode`` preprocessing."""
+  directory = str(tmp_path / mode)
+  variables = _fresh()
+  save_converted(Converted("lenet5", {"batch_norm": True}, 5, variables, "test",
+                           preprocessing.get(mode)), directory)
+  return directory
+
+
+@pytest.mark.parametrize("mode,reference", [
+    ("caffe", lambda x: keras.applications.vgg16.preprocess_input(x.astype(np.float32))),
+    ("tf", lambda x: keras.applications.mobilenet.preprocess_input(x.astype(np.float32))),
+    ("torchvision", lambda x: torchvision.transforms.Normalize(
+        preprocessing.IMAGENET_MEAN, preprocessing.IMAGENET_STD)(
+            torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255).permute(0, 2, 3, 1).numpy()),
+])
+def test_normalize_init_from_feeds_what_the_source_library_feeds(tmp_path, mode, reference):
+  config = config_lib.base_config()
+  config.data.update(pretrained.normalization(_converted_with(tmp_path, mode)))
+  images = np.random.RandomState(0).randint(0, 256, (2, 8, 8, 3)).astype(np.uint8)
+  np.testing.assert_allclose(step_lib.eval_inputs(images, config), reference(images),
+                             rtol=1e-5, atol=1e-4)
+
+
+def test_normalize_init_from_without_init_from_is_a_clear_error(tmp_path):
+  config = config_lib.base_config()
+  config.data.normalize = "init_from"
+  with pytest.raises(ValueError, match="data.normalize='init_from' needs config.init_from"):
+    loop.setup(config, str(tmp_path))
+  with pytest.raises(ValueError, match="resolved by the training loop's setup"):
+    step_lib.eval_inputs(np.zeros((1, 4, 4, 1), np.uint8), config)
+
+
+def test_googlenet_auxiliary_heads_are_heads_too():
+  def variables(num_classes, seed):
+    model = models.create("googlenet", num_classes=num_classes, aux_logits=True)
+    return jax.jit(model.init)(jax.random.key(seed), np.zeros((1, 32, 32, 3), np.float32))
+
+  fresh = variables(5, 0)
+  merged, counts = pretrained.merge(fresh, jax.tree.map(np.asarray, variables(10, 1)))
+  assert counts["head"] == 6  # kernel and bias of head, aux1/head, aux2/head
+  for aux in ("aux1", "aux2"):
+    assert merged["params"][aux]["head"]["kernel"].shape == (1024, 5)

@@ -17,9 +17,9 @@ NUM_CLASSES = 10
 MODELS = {
     "alexnet": (127, {}, "classifier.6"),  # 3×3 last map: the flatten order matters
     "googlenet": (64, {"aux_logits": True, "init_weights": True}, "fc"),
-    "resnet18": (32, {}, "fc"),
-    "resnet50": (32, {}, "fc"),
-    "vgg11_bn": (64, {}, "classifier.6"),
+    **{f"resnet{d}": (32, {}, "fc") for d in (18, 34, 50, 101, 152)},
+    # 2×2 last map, pooled to 7×7: the flatten order matters
+    **{f"vgg{d}{bn}": (64, {}, "classifier.6") for d in (11, 13, 16, 19) for bn in ("", "_bn")},
     "densenet121": (32, {}, "classifier"),
     "efficientnet_b0": (32, {}, "classifier.1"),
 }
@@ -44,7 +44,7 @@ def _nchw(images):
   return (x - mean) / std
 
 
-@functools.cache
+@functools.lru_cache(maxsize=2)  # the VGGs hold 0.5 GB each
 def reference(name):
   """(eval-mode torch model, images, logits, pre-logits, {module: output})."""
   size, kwargs, head = MODELS[name]
@@ -131,16 +131,6 @@ def test_unknown_model_lists_the_supported_ones():
   with pytest.raises(ValueError, match="unknown torchvision model 'mobilenet_v1'; supported: "
                                        "alexnet, vgg11"):
     transfer.from_torchvision("mobilenet_v1", {})
-
-
-@pytest.mark.parametrize("name", ["vgg16", "vgg19_bn", "resnet34", "resnet152"])
-def test_other_depths_convert_with_every_parameter(name):
-  with torch.device("meta"):  # shapes only: no initialisation
-    model = getattr(torchvision.models, name)(weights=None)
-  state = {k: np.zeros(v.shape, np.float32) for k, v in model.state_dict().items()}
-  converted = transfer.from_torchvision(name, state)
-  assert (analysis.count_params(converted.variables["params"])
-          == sum(p.numel() for p in model.parameters()))
 
 
 def test_googlenet_transform_input_preprocessing_matches_torchvision():
