@@ -2,9 +2,10 @@
 
 Every function maps ``(key, image) -> image`` for one H×W×C float image in
 [0, 1]; :func:`build` vmaps a comma-separated list of them over a batch with one
-key per example, so it runs inside the jitted train step. Geometric warps use
-dm_pix's ``affine_transform`` (bilinear, zero fill); colour jitter uses
-dm_pix's random brightness/contrast/saturation/hue.
+key per example, so it runs inside the jitted train step. Geometric warps
+(``affine``, ``rotate``, ``translate``) are :func:`cvx.ops.warp_affine`
+(bilinear, zero fill, as ``cv2.warpAffine``); colour jitter uses dm_pix's
+random brightness/contrast/saturation/hue.
 """
 import math
 from typing import Callable
@@ -12,6 +13,8 @@ from typing import Callable
 import dm_pix
 import jax
 import jax.numpy as jnp
+
+from cvx.ops import geometry
 
 Augment = Callable[[jax.Array, jax.Array], jax.Array]
 
@@ -74,13 +77,26 @@ def affine(key, image, degrees: float = 15.0, scale: float = 0.15,
   sh = jax.random.uniform(k_shear, minval=-shear, maxval=shear)
   shift = jax.random.uniform(k_shift, (2,), minval=-translate, maxval=translate)
   c, s = jnp.cos(angle), jnp.sin(angle)
-  # Output (y, x) samples input at A @ (y, x) + offset.
-  a = jnp.array([[c, -s], [s, c]]) @ jnp.array([[1.0, sh], [0.0, 1.0]]) / zoom
-  centre = jnp.array([(h - 1) / 2, (w - 1) / 2])
-  offset = centre - a @ centre + shift * jnp.array([h, w])
-  matrix = jnp.eye(3).at[:2, :2].set(a)
-  return dm_pix.affine_transform(image, matrix, offset=jnp.append(offset, 0.0),
-                                 order=1, mode="constant", cval=0.0)
+  # Output (x, y) samples the input at A @ (x, y) + offset.
+  a = jnp.array([[c, s], [-s, c]]) @ jnp.array([[1.0, 0.0], [sh, 1.0]]) / zoom
+  centre = jnp.array([(w - 1) / 2, (h - 1) / 2])
+  offset = centre - a @ centre + shift[::-1] * jnp.array([w, h])
+  inverse = jnp.concatenate([a, offset[:, None]], axis=1)
+  return geometry.warp_affine(image, inverse,
+                              flags=geometry.INTER_LINEAR | geometry.WARP_INVERSE_MAP)
+
+
+def rotate(key, image, degrees: float = 15.0):
+  """Rotation by a uniform angle in ±degrees about the centre, zero fill."""
+  angle = jax.random.uniform(key, minval=-degrees, maxval=degrees)
+  return geometry.rotate_about_center(image, angle)
+
+
+def translate(key, image, fraction: float = 0.1):
+  """Shift by up to ±fraction of the width and height (sub-pixel), zero fill."""
+  h, w = image.shape[:2]
+  tx, ty = jax.random.uniform(key, (2,), minval=-fraction, maxval=fraction) * jnp.array([w, h])
+  return geometry.translate(image, tx, ty)
 
 
 def jitter(key, image, brightness: float = 0.2, contrast: float = 0.2,
@@ -101,8 +117,8 @@ def noise(key, image, sigma: float = 0.05):
 
 
 AUGMENTATIONS: dict[str, Augment] = {
-    "flip": flip, "crop": crop, "resized_crop": resized_crop, "affine": affine, "jitter": jitter,
-    "noise": noise}
+    "flip": flip, "crop": crop, "resized_crop": resized_crop, "affine": affine,
+    "rotate": rotate, "translate": translate, "jitter": jitter, "noise": noise}
 
 
 def build(spec: str) -> Callable[..., jax.Array] | None:

@@ -31,3 +31,7 @@ from cvx.ops.contours import (CHAIN_APPROX_NONE, CHAIN_APPROX_SIMPLE, RETR_CCOMP
                               bounding_rect, contour_area, find_contours)
 from cvx.ops.segmentation import KMeans, kmeans, kmeans_segment, threshold_segment
 from cvx.ops.noise import gaussian_noise, salt_and_pepper, speckle
+from cvx.ops.geometry import (INTER_AREA, INTER_LINEAR, INTER_NEAREST, ROTATE_180,
+                              ROTATE_90_CLOCKWISE, ROTATE_90_COUNTERCLOCKWISE, WARP_INVERSE_MAP,
+                              flip, get_rotation_matrix_2d, resize, rotate, rotate_about_center,
+                              translate, warp_affine)

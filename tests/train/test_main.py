@@ -101,7 +101,7 @@ def test_misspelled_override_names_the_closest_key(tmp_path, run_main):
     ("--config.model=lenet", "unknown model 'lenet'. Did you mean 'lenet5'? Available: alexnet,"),
     ("--config.dataset=mnist_5k", "unknown dataset 'mnist_5k'"),
     ("--config.dataset=digits8x8", "model 'lenet5' cannot take images of shape (8, 8, 1)"),
-    ("--config.augment=flip,rotate", "unknown augmentation(s) ['rotate']"),
+    ("--config.augment=flip,warp", "unknown augmentation(s) ['warp']"),
 ])
 def test_bad_names_and_shapes_fail_before_training(tmp_path, run_main, override, message):
   proc = run_main(tmp_path, override, check=False)
