@@ -76,8 +76,8 @@ def _check_kernel(fn: str, kernel) -> np.ndarray:
   return _concrete_kernel(fn, kernel) != 0
 
 
-# Masks of up to 25 cells (5×5) take one fused pass over every cell: on CPU
-# that beats separable passes, each a round trip through memory.
+# uint8 masks of up to 25 cells (5×5) take one fused pass over every cell: on
+# CPU that beats separable passes, each a round trip through memory.
 _FUSED_CELLS = 25
 
 
@@ -85,15 +85,16 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
              border_value) -> jax.Array:
   """One erosion (min) or dilation (max) of an N×H×W×C array.
 
-  The padded image's shifted views are reduced with elementwise min/max
-  (XLA's CPU ``reduce_window`` is slower): every mask cell at once, or for
-  larger rectangles along H, then along W. One channel is reduced as N×H×W: a
-  trailing axis of size 1 makes XLA's CPU loops 2× slower.
+  Non-rectangular and small uint8 masks reduce the padded image's shifted
+  views, every cell at once; other rectangles are separable, reduced along H,
+  then along W. One channel is reduced as N×H×W: a trailing axis of size 1
+  makes XLA's CPU loops 2× slower.
   """
   kh, kw = mask.shape
   ay, ax = kh // 2, kw // 2
   reduce = jnp.maximum if use_max else jnp.minimum
-  if border == borders.BORDER_CONSTANT and border_value is None:
+  ignore_outside = border == borders.BORDER_CONSTANT and border_value is None
+  if ignore_outside:
     info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
     border_value = info(image.dtype).min if use_max else info(image.dtype).max
   single = image.shape[-1] == 1
@@ -101,16 +102,43 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
   pad = functools.partial(borders.pad_hw, border=border, channel_axis=not single,
                           value=0 if border_value is None else border_value)
   rows, cols = (ay, kh - 1 - ay), (ax, kw - 1 - ax)
-  h, w = image.shape[1:3]
-  if mask.all() and mask.size > _FUSED_CELLS:  # padded and reduced one axis at a time
-    x = pad(x, *rows, 0, 0)
-    x = _reduce_all(reduce, [x[:, i:i + h] for i in range(kh)])
-    x = pad(x, 0, 0, *cols)
-    y = _reduce_all(reduce, [x[:, :, j:j + w] for j in range(kw)])
-  else:
+  if not mask.all() or (image.dtype == jnp.uint8 and mask.size <= _FUSED_CELLS):
     x = pad(x, *rows, *cols)
-    y = _reduce_all(reduce, [x[:, i:i + h, j:j + w] for i, j in zip(*np.nonzero(mask))])
+    h, w = image.shape[1:3]
+    return _restore(_reduce_all(reduce, [x[:, i:i + h, j:j + w]
+                                         for i, j in zip(*np.nonzero(mask))]), single)
+  sliced = single and image.dtype == jnp.uint8
+  if sliced or not ignore_outside:
+    x = _window(pad(x, *rows, 0, 0), 1, kh, use_max, sliced)
+    return _restore(_window(pad(x, 0, 0, *cols), 2, kw, use_max, sliced), single)
+  x = _window(x, 1, kh, use_max, False, rows)
+  return _restore(_window(x, 2, kw, use_max, False, cols), single)
+
+
+def _restore(y: jax.Array, single: bool) -> jax.Array:
   return y[..., None] if single else y
+
+
+def _window(x: jax.Array, axis: int, k: int, use_max: bool, sliced: bool,
+            identity_pad: tuple[int, int] = (0, 0)) -> jax.Array:
+  """Min or max over k consecutive entries along ``axis``.
+
+  The axis first gets ``identity_pad`` entries that never win, then shrinks
+  by k − 1. ``sliced``: as k shifted slices (no padding), faster than XLA's
+  CPU ``reduce_window`` on uint8 planes, slower on float or multi-channel arrays.
+  """
+  if sliced:
+    n = x.shape[axis] - k + 1
+    reduce = jnp.maximum if use_max else jnp.minimum
+    return _reduce_all(reduce, [jax.lax.slice_in_dim(x, i, i + n, axis=axis) for i in range(k)])
+  if x.dtype == jnp.uint8:
+    init = 0 if use_max else 255
+  else:
+    init = -np.inf if use_max else np.inf
+  window = tuple(k if a == axis else 1 for a in range(x.ndim))
+  padding = tuple(identity_pad if a == axis else (0, 0) for a in range(x.ndim))
+  op = jax.lax.max if use_max else jax.lax.min
+  return jax.lax.reduce_window(x, np.asarray(init, x.dtype), op, window, (1,) * x.ndim, padding)
 
 
 def _reduce_all(reduce, arrays):
