@@ -1,15 +1,22 @@
 """A CPU-friendly lowering of 2-D convolutions (NHWC input, HWIO kernel).
 
 :func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated``
-and computes the same function. On CPU it runs a ``jax.custom_vjp`` whose
-kernel gradient is an im2col matrix multiply done in batch chunks that stay in
-cache (XLA:CPU's native weight-gradient convolution runs at a fraction of the
-matmul rate). Shallow patches (kh·kw·C ≤ 640) also take the chunked im2col for
-the forward and the stride-1 input gradient (a conv of the output gradient
-with the flipped kernel); deeper ones keep XLA's native conv, which is fast
-there. Depthwise convs (forward and both gradients) are sums over the k²
-kernel taps of shifted elementwise products (XLA:CPU's grouped convolution is
-slow, jax#23713); other grouped convs keep the native forward and dX.
+and computes the same function. On CPU it runs a ``jax.custom_vjp`` that picks,
+per conv, the formulation that measured fastest (``benchmarks/RESULTS.md``):
+
+- forward: inputs of at most 3 channels (the first layer) as one fused sum of
+  broadcast multiplies; ≥ 32 output channels with shallow patches
+  (kh·kw·C ≤ 640) or outputs of ≤ 4 pixels as a batch-chunked im2col matmul;
+  else XLA's conv.
+- input gradient: fewer than 32 input channels by col2im (g @ Wᵀ, each tap's
+  slice padded into place and summed); stride 1 with shallow flipped patches
+  as the im2col conv of g with the flipped kernel; else XLA's.
+- kernel gradient: the batch-chunked im2col matmul (XLA:CPU's native weight
+  gradient runs at a fraction of the matmul rate), except XLA's for one input
+  channel or fewer than 32 output channels.
+- depthwise convs (all three) as sums over the k² taps of shifted products
+  (XLA:CPU's grouped convolution is slow, jax#23713); other grouped convs keep
+  XLA's forward and dX.
 
 The lowering is chosen at trace time: only when ``jax.default_backend()`` is
 ``'cpu'``; GPU/TPU always get XLA's native convolution. Turn it off with the
@@ -36,6 +43,17 @@ _IM2COL_MAX_DEPTH = 640
 # ...and at any depth for outputs of at most this many pixels: XLA:CPU's native
 # conv runs a 3×3 conv on 2×2×512 maps at ~2 GFLOP/s (VGG's last stage at 32×32).
 _IM2COL_MAX_AREA = 4
+# ...and only with at least this many output channels: a matmul with fewer
+# columns is bound by building the patches (LeNet-5's 6 → 16 conv: im2col
+# 1.9–3 ms, XLA's conv 1.1–1.9 ms; its patch slices dominated the train step).
+# Narrow dX (fewer input channels) goes through col2im instead (LeNet-5's
+# 14×14×6 dX: 1.2 ms against 3.2 ms for XLA's), narrow dW through XLA's.
+_IM2COL_MIN_OUT_CHANNELS = 32
+# Inputs with at most this many channels (grey and RGB images: the first layer)
+# take the forward as one fused sum of k²·C broadcast multiplies: LeNet-5's
+# 28×28×1 → 6 5×5 conv in 0.4–0.7 ms against 4–10 ms for XLA's conv or im2col
+# (on ResNet's 32×32×3 → 64 stem as fast as XLA's, im2col 1.4× slower).
+_TAPS_MAX_CHANNELS = 3
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 _mode_override = None
@@ -149,6 +167,30 @@ def _depthwise(x, w, spec: _Spec):
   return functools.reduce(jnp.add, taps)
 
 
+def _in_batch_chunks(fn, x):
+  """``fn(x)`` computed on at least two batch chunks in a loop XLA keeps, so
+  consumers read the result instead of fusing (and recomputing) ``fn``'s
+  elementwise sums into each of them."""
+  n = x.shape[0]
+  chunk = max([d for d in range(1, n // 2 + 1) if n % d == 0] or [n])
+  ys = lax.map(fn, x.reshape(n // chunk, chunk, *x.shape[1:]))
+  return ys.reshape(n, *ys.shape[2:])
+
+
+def _broadcast_taps(x, w, spec: _Spec):
+  """Ungrouped conv of a few-channel input as Σ over taps and input channels of
+  a shifted channel times its kernel row (one fused elementwise loop)."""
+  out_hw = _out_hw(x.shape, w.shape, spec)
+
+  def chunk_out(xc):
+    xp = _pad(xc, spec)
+    terms = [_shifted(xp, i, j, out_hw, spec)[..., c:c + 1] * w[i, j, c]
+             for i in range(w.shape[0]) for j in range(w.shape[1]) for c in range(w.shape[2])]
+    return functools.reduce(jnp.add, terms)
+
+  return _in_batch_chunks(chunk_out, x)
+
+
 def _chunk(n: int, per_example_bytes: int) -> int:
   """Largest divisor of the batch n whose im2col chunk fits ``_CHUNK_BYTES``."""
   bound = min(n, max(1, _CHUNK_BYTES // max(1, per_example_bytes)))
@@ -183,14 +225,41 @@ def _input_grad_stride1(w, g, spec: _Spec):
   return _dense(g, flipped, spec._replace(pads=pads))
 
 
+def _input_grad_col2im(x_shape, w, g, spec: _Spec):
+  """dX as col2im: the patch gradients g @ Wᵀ, each tap's slice zero-padded
+  (with holes for strides) to its place in the padded input and summed."""
+  kh, kw, cin, cout = w.shape
+  (sh, sw), (dh, dw) = spec.strides, spec.dilation
+  (top, bottom), (left, right) = spec.pads
+  hp, wp = x_shape[1] + top + bottom, x_shape[2] + left + right
+  zero = jnp.zeros((), g.dtype)
+
+  def chunk_grad(gc):
+    n, oh, ow, _ = gc.shape
+    cols = jnp.dot(gc, w.reshape(-1, cout).T, precision=spec.precision)
+    cols = cols.reshape(n, oh, ow, kh, kw, cin)
+    parts = [lax.pad(cols[:, :, :, i, j], zero,
+                     ((0, 0, 0), (i * dh, hp - i * dh - (oh - 1) * sh - 1, sh - 1),
+                      (j * dw, wp - j * dw - (ow - 1) * sw - 1, sw - 1), (0, 0, 0)))
+             for i in range(kh) for j in range(kw)]
+    return functools.reduce(jnp.add, parts)
+
+  dxp = _in_batch_chunks(chunk_grad, g)  # padded-input coordinates
+  return lax.pad(dxp, zero, ((0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)))
+
+
 def _use_im2col(w, spec: _Spec, out_hw) -> bool:
+  """For kernel ``w`` (kh×kw×C_in×C_out) producing ``out_hw`` maps."""
   shallow = w.shape[0] * w.shape[1] * w.shape[2] <= _IM2COL_MAX_DEPTH
-  return spec.groups == 1 and (shallow or out_hw[0] * out_hw[1] <= _IM2COL_MAX_AREA)
+  return (spec.groups == 1 and w.shape[3] >= _IM2COL_MIN_OUT_CHANNELS
+          and (shallow or out_hw[0] * out_hw[1] <= _IM2COL_MAX_AREA))
 
 
 def _forward(x, w, spec: _Spec):
   if _is_depthwise(x, w, spec):
     return _depthwise(x, w, spec)
+  if spec.groups == 1 and x.shape[3] <= _TAPS_MAX_CHANNELS:
+    return _broadcast_taps(x, w, spec)
   use_im2col = _use_im2col(w, spec, _out_hw(x.shape, w.shape, spec))
   return (_dense if use_im2col else _native)(x, w, spec)
 
@@ -231,10 +300,14 @@ def _conv_bwd(spec: _Spec, residuals, g):
   if _is_depthwise(x, w, spec):
     _, vjp = jax.vjp(lambda x, w: _depthwise(x, w, spec), x, w)
     return vjp(g)
-  if spec.strides == (1, 1) and _use_im2col(w.transpose(0, 1, 3, 2), spec, x.shape[1:3]):
+  if spec.groups == 1 and x.shape[3] < _IM2COL_MIN_OUT_CHANNELS:
+    dx = _input_grad_col2im(x.shape, w, g, spec)
+  elif spec.strides == (1, 1) and _use_im2col(w.transpose(0, 1, 3, 2), spec, x.shape[1:3]):
     dx = _input_grad_stride1(w, g, spec)
   else:
     dx = jax.vjp(lambda x: _native(x, w, spec), x)[1](g)[0]
+  if x.shape[3] == 1 or w.shape[3] < _IM2COL_MIN_OUT_CHANNELS:  # see the constants
+    return dx, jax.vjp(lambda w: _native(x, w, spec), w)[1](g)[0]
   return dx, _kernel_grad(x, w.shape, g, spec)
 
 

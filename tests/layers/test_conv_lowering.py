@@ -20,8 +20,14 @@ CASES = {
     "negative_pad": ((2, 9, 9, 6), (3, 3, 6, 4), (1, 1), ((-1, 2), (0, -1)), (1, 1), 1),
     "5x5_pad2": ((2, 9, 9, 6), (5, 5, 6, 4), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
     "deep_patches_native_fwd": ((1, 5, 6, 72), (3, 3, 72, 8), (1, 1), "SAME", (1, 1), 1),
-    "deep_patches_2x2_map_im2col": ((2, 2, 2, 80), (3, 3, 80, 8), (1, 1), "SAME", (1, 1), 1),
+    "deep_patches_2x2_map_im2col": ((2, 2, 2, 80), (3, 3, 80, 32), (1, 1), "SAME", (1, 1), 1),
+    # ≥ 32 output channels: im2col forward and kernel gradient; dX by col2im
+    # (5 input channels) or by the im2col of the flipped kernel (40).
+    "wide_out_s2_col2im": ((2, 9, 7, 5), (3, 3, 5, 32), (2, 2), "SAME", (1, 1), 1),
+    "wide_in_and_out": ((2, 6, 6, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1),
     "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
+    "gray_5x5_pad2_taps": ((2, 9, 8, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    "rgb_s2_dilated_taps": ((1, 9, 9, 3), (3, 3, 3, 5), (2, 2), "SAME", (2, 1), 1),
     "groups3": ((3, 8, 8, 6), (3, 3, 2, 9), (1, 1), "SAME", (1, 1), 3),
     "depthwise_s2_keras_pad": ((3, 8, 8, 6), (3, 3, 1, 6), (2, 2), ((0, 1), (0, 1)),
                                (1, 1), 6),
@@ -53,7 +59,8 @@ def test_output_and_gradients_match_lax(name):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated"])
+@pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated",
+                                  "rgb_s2_dilated_taps", "wide_out_s2_col2im"])
 def test_check_grads(name):
   case = CASES[name]
   x, w = _inputs(case)
@@ -61,7 +68,7 @@ def test_check_grads(name):
   check_grads(f, (x, w), order=1, modes=("rev",), atol=5e-2, rtol=5e-2)
 
 
-@pytest.mark.parametrize("name", ["same_s2", "depthwise_s2_keras_pad"])
+@pytest.mark.parametrize("name", ["same_s2", "depthwise_s2_keras_pad", "gray_5x5_pad2_taps"])
 def test_jit_and_vmap(name):
   case = CASES[name]
   x, w = _inputs(case)
