@@ -33,70 +33,95 @@ class KMeans(NamedTuple):
   converged: jax.Array
 
 
-# Up to this many centre × coordinate terms, distances are computed one
-# coordinate at a time over contiguous (N,) vectors, which XLA's CPU backend
-# vectorises 3× better than a broadcast N×k×D difference (tiny minor axes).
+# Up to this many centre × coordinate terms, distances and the nearest centre
+# are unrolled into elementwise ops over contiguous (N,) coordinate rows, one
+# XLA loop; above it, a broadcast k×D×N difference and an argmin.
 _UNROLL = 64
 
 
-def _sq_dist(x, centers):
-  """(N, k) squared Euclidean distances."""
+def _sq_dist(xt, centers):
+  """(k, N) squared Euclidean distances of the D×N points ``xt``."""
   k, dims = centers.shape
   if k * dims > _UNROLL:
-    return jnp.sum((x[:, None, :] - centers[None, :, :]) ** 2, axis=-1)
-  cols = [x[:, d] for d in range(dims)]
+    return jnp.sum((xt[None] - centers[:, :, None]) ** 2, axis=1)
 
   def dist(c):
-    acc = (cols[0] - c[0]) ** 2
+    acc = (xt[0] - c[0]) ** 2
     for d in range(1, dims):
-      acc = acc + (cols[d] - c[d]) ** 2
+      acc = acc + (xt[d] - c[d]) ** 2
     return acc
 
-  return jnp.stack([dist(centers[j]) for j in range(k)], axis=1)
+  return jnp.stack([dist(centers[j]) for j in range(k)])
 
 
-def _nearest(x, centers):
+def _nearest(xt, centers):
   """(labels int32, squared distance) of each point's nearest centre; the
   first one on ties, as argmin."""
-  dist = _sq_dist(x, centers)
-  return jnp.argmin(dist, axis=1).astype(jnp.int32), jnp.min(dist, axis=1)
+  dist = _sq_dist(xt, centers)
+  if centers.size > _UNROLL:
+    return jnp.argmin(dist, axis=0).astype(jnp.int32), jnp.min(dist, axis=0)
+  best, labels = dist[0], jnp.zeros(dist.shape[1], jnp.int32)
+  for j in range(1, dist.shape[0]):
+    closer = dist[j] < best
+    best, labels = jnp.where(closer, dist[j], best), jnp.where(closer, j, labels)
+  return labels, best
 
 
-def _plus_plus(key, x, k, trials):
-  """Greedy k-means++: each new centre is the best of ``trials`` D² samples."""
-  n = x.shape[0]
+def _sample(weights, u):
+  """Indices where the running sum of ``weights`` (N,) first exceeds each of
+  ``u`` (T,) in [0, 1) times the total: blocks of ~√N, so two short cumsums
+  instead of one over N (a log-depth scan of N-long passes on CPU)."""
+  n = weights.shape[0]
+  block = math.isqrt(n - 1) + 1
+  rows = -(-n // block)
+  w = jnp.pad(weights, (0, rows * block - n)).reshape(rows, block)
+  row_sums = jnp.sum(w, axis=1)
+  row_cdf = jnp.cumsum(row_sums)
+  u = u * row_cdf[-1]
+  r = jnp.minimum(jnp.sum(row_cdf[None] <= u[:, None], axis=1), rows - 1)
+  cdf = jnp.cumsum(w[r], axis=1)
+  c = jnp.sum(cdf <= (u - row_cdf[r] + row_sums[r])[:, None], axis=1)
+  return jnp.minimum(r * block + jnp.minimum(c, block - 1), n - 1)
+
+
+def _plus_plus(key, xt, k, trials):
+  """Greedy k-means++ on D×N points: each new centre is the best of
+  ``trials`` D² samples."""
+  n = xt.shape[1]
   k_first, k_rest = jax.random.split(key)
-  first = x[jax.random.randint(k_first, (), 0, n)]
-  centers = jnp.zeros((k, x.shape[1]), x.dtype).at[0].set(first)
-  closest = jnp.sum((x - first) ** 2, axis=-1)
+  first = xt[:, jax.random.randint(k_first, (), 0, n)]
+  centers = jnp.zeros((k, xt.shape[0]), xt.dtype).at[0].set(first)
+  closest = _sq_dist(xt, first[None])[0]
 
   def add(i, state):
     centers, closest = state
-    # Inverse-CDF sampling proportional to D² (cheaper to compile than choice).
-    cdf = jnp.cumsum(closest)
-    u = jax.random.uniform(jax.random.fold_in(k_rest, i), (trials,)) * cdf[-1]
-    picks = jnp.minimum(jnp.sum(cdf[None, :] <= u[:, None], axis=1), n - 1)
-    candidate = jnp.minimum(closest[None], _sq_dist(x, x[picks]).T)  # trials × N
-    best = jnp.argmin(jnp.sum(candidate, axis=1))
-    return centers.at[i].set(x[picks[best]]), candidate[best]
+    u = jax.random.uniform(jax.random.fold_in(k_rest, i), (trials,))
+    picks = xt[:, _sample(closest, u)].T  # trials × D
+    potential = jnp.sum(jnp.minimum(closest[None], _sq_dist(xt, picks)), axis=1)
+    best = picks[jnp.argmin(potential)]
+    return centers.at[i].set(best), jnp.minimum(closest, _sq_dist(xt, best[None])[0])
 
   centers, _ = jax.lax.fori_loop(1, k, add, (centers, closest))
   return centers
 
 
-def _lloyd(x, centers, max_iter, epsilon):
-  """Lloyd iterations to a fixed point; an empty cluster keeps its centre."""
-  k = centers.shape[0]
+def _lloyd(xt, centers, max_iter, epsilon):
+  """Lloyd iterations on D×N points to a fixed point; an empty cluster keeps
+  its centre."""
+  k, dims = centers.shape
+  with_ones = jnp.concatenate([xt, jnp.ones((1, xt.shape[1]), xt.dtype)])
 
   def update(labels, centers):
-    one_hot = jax.nn.one_hot(labels, k, dtype=x.dtype)
-    counts = one_hot.sum(0)
-    means = (one_hot.T @ x) / jnp.maximum(counts, 1)[:, None]
-    return jnp.where(counts[:, None] > 0, means, centers)
+    one_hot = (labels[None] == jnp.arange(k)[:, None]).astype(xt.dtype)  # k×N
+    # One matmul gives every cluster's coordinate sums and its count.
+    sums = jax.lax.dot_general(one_hot, with_ones, (((1,), (1,)), ((), ())),
+                               precision=jax.lax.Precision.HIGHEST)
+    counts = sums[:, dims:]
+    return jnp.where(counts > 0, sums[:, :dims] / jnp.maximum(counts, 1), centers)
 
   def body(state):
     centers, labels, it, _ = state
-    new_labels, _ = _nearest(x, centers)
+    new_labels, _ = _nearest(xt, centers)
     new_centers = update(new_labels, centers)
     shift = jnp.max(jnp.sum((new_centers - centers) ** 2, axis=1))
     done = jnp.all(new_labels == labels) | (shift <= epsilon ** 2)
@@ -105,10 +130,10 @@ def _lloyd(x, centers, max_iter, epsilon):
   def cond(state):
     return ~state[3] & (state[2] < max_iter)
 
-  labels = jnp.full(x.shape[0], -1, jnp.int32)
+  labels = jnp.full(xt.shape[1], -1, jnp.int32)
   centers, _, it, done = jax.lax.while_loop(
       cond, body, (centers, labels, jnp.int32(0), jnp.array(False)))
-  labels, dist = _nearest(x, centers)
+  labels, dist = _nearest(xt, centers)
   return KMeans(jnp.sum(dist), labels, centers, it, done)
 
 
@@ -158,8 +183,10 @@ def kmeans(key, data, k: int, attempts: int = 3, max_iter: int = 300,
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5, 6))
 def _kmeans(key, x, k, attempts, max_iter, epsilon, trials):
   def one(key, x):
+    xt = x.T  # D×N: each coordinate a contiguous row, which XLA:CPU vectorises
+
     def attempt(key):
-      return _lloyd(x, _plus_plus(key, x, k, trials), max_iter, epsilon)
+      return _lloyd(xt, _plus_plus(key, xt, k, trials), max_iter, epsilon)
 
     runs = jax.vmap(attempt)(jax.random.split(key, attempts))
     best = jnp.argmin(runs.compactness)

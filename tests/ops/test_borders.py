@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cvx import ops
+from cvx.ops import borders
 from tests.ops.photos import MODES, photo, run
 
 BORDERS = [ops.BORDER_CONSTANT, ops.BORDER_REPLICATE, ops.BORDER_REFLECT,
@@ -24,6 +25,15 @@ def test_copy_make_border_matches_opencv(mode, border):
   for image, out in zip(images, run(mode, fn, images)):
     ref = cv2.copyMakeBorder(image, 3, 1, 0, 5, border, value=(10, 20, 30))
     np.testing.assert_array_equal(out, ref)
+
+
+@pytest.mark.parametrize("border", BORDERS)
+def test_pad_merged_matches_opencv(border):
+  image = photo("coffee")[:40, :50]
+  h, w, c = image.shape
+  out = borders.pad_merged(image.reshape(1, h, w * c), c, 2, 3, 4, 1, border)
+  ref = cv2.copyMakeBorder(image, 2, 3, 4, 1, border)
+  np.testing.assert_array_equal(np.asarray(out).reshape(ref.shape), ref)
 
 
 def test_gray_image_keeps_rank():

@@ -115,6 +115,18 @@ def test_gaussian_blur_uint8_exact_more_sizes():
       np.testing.assert_array_equal(out, cv2.GaussianBlur(image, k, sx, sigmaY=sy), err_msg=str(k))
 
 
+def test_gaussian_blur_uint8_exact_borders_and_long_kernels():
+  # Every border on RGB (merged W·C axis), and a kernel past _SHIFTED_TAPS.
+  image = photo("coffee")[:120, :100]
+  for border in BORDERS + [ops.BORDER_WRAP]:
+    for k in ((5, 5), (3, 7)):
+      np.testing.assert_array_equal(ops.gaussian_blur(image, k, 0, border=border),
+                                    cv2.GaussianBlur(image, k, 0, borderType=border),
+                                    err_msg=f"{k} {border}")
+  np.testing.assert_array_equal(ops.gaussian_blur(image, (51, 1), 9.0, 0.5),
+                                cv2.GaussianBlur(image, (51, 1), 9.0, sigmaY=0.5))
+
+
 def test_gaussian_blur_float_borders_and_kernel():
   image = photo("coffee").astype(np.float32) / 255
   for border in BORDERS:
