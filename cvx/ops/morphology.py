@@ -82,8 +82,9 @@ _FUSED_CELLS = 25
 
 
 def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
-             border_value) -> jax.Array:
-  """One erosion (min) or dilation (max) of an N×H×W×C array.
+             border_value, anchor: tuple[int, int] | None = None) -> jax.Array:
+  """One erosion (min) or dilation (max) of an N×H×W×C array; ``anchor``
+  (row, column) in the mask, default its centre.
 
   Non-rectangular and small uint8 masks reduce the padded image's shifted
   views, every cell at once; other rectangles are separable, reduced along H,
@@ -91,7 +92,7 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
   makes XLA's CPU loops 2× slower.
   """
   kh, kw = mask.shape
-  ay, ax = kh // 2, kw // 2
+  ay, ax = anchor or (kh // 2, kw // 2)
   reduce = jnp.maximum if use_max else jnp.minimum
   ignore_outside = border == borders.BORDER_CONSTANT and border_value is None
   if ignore_outside:
@@ -156,6 +157,14 @@ def _morph(fn: str, image, kernel, iterations: int, border: int, border_value,
   if not isinstance(iterations, int) or iterations < 0:
     raise ValueError(f"{fn}: iterations must be a non-negative int, got {iterations!r}")
   x, restore = _images.as_batch(image)
+  if mask.all() and iterations > 1:
+    # OpenCV's rule: n passes of a full rectangle are one pass of the
+    # rectangle they sweep, anchored at n × the anchor (not the same near
+    # reflected borders, nor centred for even sizes).
+    (kh, kw), n = mask.shape, iterations
+    mask = np.ones((kh + (n - 1) * (kh - 1), kw + (n - 1) * (kw - 1)), bool)
+    return restore(_extreme(x, mask, use_max, border, border_value,
+                            (n * (kh // 2), n * (kw // 2))))
   for _ in range(iterations if mask.any() else 0):
     x = _extreme(x, mask, use_max, border, border_value)
   return restore(x)
