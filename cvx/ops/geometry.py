@@ -38,12 +38,13 @@ ROTATIONS = {"ROTATE_90_CLOCKWISE": ROTATE_90_CLOCKWISE, "ROTATE_180": ROTATE_18
 # --- resize --------------------------------------------------------------------------------
 
 
-def _nearest_taps(src: int, dst: int):
-  index = np.minimum(np.floor(np.arange(dst) * (src / dst)).astype(np.int64), src - 1)
-  return index[:, None], np.ones((dst, 1), np.float64)
+def _nearest_index(src: int, dst: int) -> np.ndarray:
+  """Source index floor(i·src/dst) of each destination index i (OpenCV's)."""
+  return np.minimum(np.floor(np.arange(dst) * (src / dst)).astype(np.int64), src - 1)
 
 
 def _linear_taps(src: int, dst: int):
+  """(dst×2 source indices, dst×2 weights): pixel centres, border replicated."""
   x = ((np.arange(dst) + 0.5) * (src / dst) - 0.5).astype(np.float32)
   left = np.floor(x).astype(np.int64)
   frac = (x - left).astype(np.float64)
@@ -73,8 +74,6 @@ def _area_taps(src: int, dst: int, shrinking: bool):
   hi = np.minimum(index + 1, (np.arange(dst)[:, None] + 1) * scale)
   weight = np.clip(hi - lo, 0, None) / scale
   return np.minimum(index, src - 1), np.where(index < src, weight, 0.0)
-
-
 
 
 def _resample(x: jax.Array, axis: int, index: np.ndarray, weight: np.ndarray) -> jax.Array:
@@ -119,8 +118,8 @@ def resize(image, dsize=None, fx: float = 0.0, fy: float = 0.0,
   if (height, width) == x.shape[1:3]:
     return image
   if interpolation == INTER_NEAREST:
-    rows, cols = _nearest_taps(x.shape[1], height)[0], _nearest_taps(x.shape[2], width)[0]
-    return restore(x[:, rows[:, 0]][:, :, cols[:, 0]])
+    rows, cols = _nearest_index(x.shape[1], height), _nearest_index(x.shape[2], width)
+    return restore(x[:, rows][:, :, cols])
   taps = _linear_taps
   if interpolation == INTER_AREA:
     shrinking = height <= x.shape[1] and width <= x.shape[2]
