@@ -99,6 +99,8 @@ def _plus_plus(key, xt, k, trials):
     picks = xt[:, _sample(closest, u)].T  # trials × D
     potential = jnp.sum(jnp.minimum(closest[None], _sq_dist(xt, picks)), axis=1)
     best = picks[jnp.argmin(potential)]
+    # Recomputing the winner's row keeps trials × N distances out of memory
+    # (the potentials fuse into their sums); keeping them measured no faster.
     return centers.at[i].set(best), jnp.minimum(closest, _sq_dist(xt, best[None])[0])
 
   centers, _ = jax.lax.fori_loop(1, k, add, (centers, closest))

@@ -30,7 +30,8 @@ COLLECTIONS = ("params", "batch_stats")
 
 
 def locate(directory: str) -> tuple[str, dict]:
-  """(orbax checkpoint path, model description) of a converted model or workdir."""
+  """(orbax checkpoint path, model description) of a converted model or workdir
+  (a workdir's description includes its config's ``data`` fields)."""
   info_path = os.path.join(directory, SIDECAR)
   if os.path.exists(info_path):
     with open(info_path) as f:
@@ -42,7 +43,8 @@ def locate(directory: str) -> tuple[str, dict]:
       with open(os.path.join(directory, "config.json")) as f:
         config = json.load(f)
       info = {"model": config["model"], "num_classes": config["num_classes"],
-              "source": f"cvx workdir, {which} checkpoint at step {max(steps)}"}
+              "source": f"cvx workdir, {which} checkpoint at step {max(steps)}",
+              "data": config["data"]}
       return os.path.join(root, str(max(steps)), "state"), info
   raise FileNotFoundError(
       f"init_from={directory!r} is neither a converted model ({SIDECAR} beside "
@@ -58,8 +60,7 @@ def normalization(directory: str) -> dict:
     p = Preprocessing.from_json(info["preprocessing"])
     return {"normalize": "standardize", "mean": p.mean, "std": p.std,
             "channel_order": "BGR" if p.bgr else "RGB"}
-  with open(os.path.join(directory, "config.json")) as f:
-    data = json.load(f)["data"]
+  data = info["data"]
   return {"normalize": data["normalize"], "mean": data.get("mean"), "std": data.get("std"),
           "channel_order": data.get("channel_order", "RGB")}
 
