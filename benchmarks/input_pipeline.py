@@ -1,8 +1,9 @@
 """Input pipeline throughput vs the training step it feeds, in one run.
 
-  python benchmarks/input_pipeline.py [--steps=300] [--batch=64]
+  python benchmarks/input_pipeline.py [--steps=300] [--batch=64] [--workers=N]
 
-For the embedded MNIST (in memory, and read from ArrayRecord files per batch)
+For the embedded MNIST (in memory, and read from ArrayRecord files per batch,
+in this process and in ``--workers`` decoding processes, default one per core)
 and a folder of 32×32 RGB PNGs, measures images/s from the source through the
 sampler, the prefetch thread and the transfer into sharded global
 ``jax.Array``s — the exact path ``cvx.main`` uses — and the images/s of the
@@ -25,6 +26,8 @@ from cvx.train import state as state_lib
 
 _STEPS = flags.DEFINE_integer("steps", 300, "Batches timed per measurement.")
 _BATCH = flags.DEFINE_integer("batch", 64, "Global batch size.")
+_WORKERS = flags.DEFINE_integer("workers", os.cpu_count(),
+                                "Decoding processes for the ArrayRecord row.")
 
 
 def make_folder(root: str, per_class: int = 200, classes: int = 10) -> str:
@@ -39,11 +42,12 @@ def make_folder(root: str, per_class: int = 200, classes: int = 10) -> str:
   return root
 
 
-def pipeline_rate(source, par, steps: int, batch: int) -> float:
+def pipeline_rate(source, par, steps: int, batch: int, workers: int) -> float:
   sampler = pipeline.Sampler(len(source), batch, seed=0)
-  batches = pipeline.prefetch(pipeline.train_batches(source, sampler, 0, steps + 5),
-                              par.put_batch, size=2)
-  for _ in range(5):  # Warm-up: thread start, first transfers.
+  batches = pipeline.prefetch(
+      pipeline.train_batches(source, sampler, 0, steps + 5, workers),
+      par.put_batch, size=2)
+  for _ in range(5):  # Warm-up: thread and worker start, first transfers.
     jax.block_until_ready(next(batches))
   start = time.perf_counter()
   for b in batches:
@@ -78,19 +82,23 @@ def main(argv):
   par = parallel.create("jit")
   data_dir = os.environ.get("CVX_DATA_DIR") or sources.default_data_dir()
   with tempfile.TemporaryDirectory() as tmp:
-    cases = {
-        "mnist5k (in memory)": sources.load("mnist5k", "train", data_dir, cache=True),
-        "mnist5k (ArrayRecord reads)": sources.load("mnist5k", "train", data_dir,
-                                                    cache=False),
-        "32×32 RGB PNG folder": sources.load(f"folder:{make_folder(tmp)}", "train"),
+    records = sources.load("mnist5k", "train", data_dir, cache=False)
+    cases = {  # name: (source, worker processes)
+        "mnist5k (in memory)": (
+            sources.load("mnist5k", "train", data_dir, cache=True), 0),
+        "mnist5k (ArrayRecord reads)": (records, 0),
+        f"mnist5k (ArrayRecord reads, {_WORKERS.value} worker processes)": (
+            records, _WORKERS.value),
+        "32×32 RGB PNG folder": (
+            sources.load(f"folder:{make_folder(tmp)}", "train"), 0),
     }
     print(f"devices: {jax.device_count()} × {jax.devices()[0].device_kind}; "
           f"batch {_BATCH.value}; {_STEPS.value} batches per measurement\n")
     print("| source | pipeline images/s | LeNet-5 train images/s | ratio |")
     print("|---|---|---|---|")
     ratios = []
-    for name, source in cases.items():
-      feed = pipeline_rate(source, par, _STEPS.value, _BATCH.value)
+    for name, (source, workers) in cases.items():
+      feed = pipeline_rate(source, par, _STEPS.value, _BATCH.value, workers)
       train = train_rate(source, par, _STEPS.value, _BATCH.value)
       ratios.append(feed / train)
       print(f"| {name} | {feed:,.0f} | {train:,.0f} | {feed / train:.1f}× |")

@@ -67,6 +67,9 @@ def base_config() -> ml_collections.ConfigDict:
       image_size=config_dict.placeholder(tuple),  # (H, W) to resize to
       cache=True,  # decode the split into memory once (small datasets)
       prefetch=2,  # batches prepared ahead on a background thread
+      # Processes decoding stored examples: per batch when cache=False, once
+      # for the whole split when cache=True (0 = the prefetch/main thread).
+      workers=0,
       # Subsets (cvx.data.subset.select): "5,6,7" keeps those labels in both
       # splits, relabelled 0, 1, 2 in the listed order ("" = all classes);
       # examples_per_class=N > 0 keeps N training examples of each class, the

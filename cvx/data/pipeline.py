@@ -17,6 +17,7 @@ from typing import Callable, Iterator
 import jax
 import numpy as np
 
+from cvx.data import workers as workers_lib
 from cvx.data.sources import Source
 
 Batch = dict[str, np.ndarray]
@@ -59,28 +60,35 @@ def process_rows(global_batch_size: int, index: int | None = None,
 
 
 def train_batches(source: Source, sampler: Sampler, start_step: int,
-                  num_steps: int) -> Iterator[Batch]:
-  """Local training batches for steps ``start_step .. num_steps - 1``."""
+                  num_steps: int, workers: int = 0) -> Iterator[Batch]:
+  """Local training batches for steps ``start_step .. num_steps - 1``.
+
+  ``workers`` > 0 decodes them in that many processes (same batches, same order).
+  """
   rows = process_rows(sampler.batch_size)
-  for step in range(start_step, num_steps):
-    yield source.read(sampler.indices(step)[rows])
+  return workers_lib.read_in_order(
+      source, (sampler.indices(step)[rows] for step in range(start_step, num_steps)),
+      workers)
 
 
 def eval_batches(source: Source, global_batch_size: int,
-                 process: tuple[int, int] | None = None) -> Iterator[Batch]:
+                 process: tuple[int, int] | None = None,
+                 workers: int = 0) -> Iterator[Batch]:
   """Local eval batches with ``mask``: the split once, last batch padded.
 
-  ``process`` is (index, count), default this process of the runtime.
+  ``process`` is (index, count), default this process of the runtime;
+  ``workers`` as in ``train_batches``.
   """
   index, count = process or (None, None)
   rows = process_rows(global_batch_size, index, count,
                       devices=None if process is None else count)
   n = len(source)
-  for start in range(0, n, global_batch_size):
-    examples = np.arange(start, start + global_batch_size)[rows]
-    mask = examples < n
-    batch = source.read(np.where(mask, examples, 0))
-    batch["mask"] = mask
+  examples = [np.arange(start, start + global_batch_size)[rows]
+              for start in range(0, n, global_batch_size)]
+  reads = workers_lib.read_in_order(
+      source, (np.where(e < n, e, 0) for e in examples), workers)
+  for batch, e in zip(reads, examples):
+    batch["mask"] = e < n
     yield batch
 
 

@@ -20,9 +20,11 @@ from typing import Protocol
 import numpy as np
 
 from cvx.data import builders
+from cvx.data import workers as workers_lib
 
 LOCAL_BUILDERS = {"mnist5k": builders.Mnist5k, "digits8x8": builders.Digits8x8}
 FOLDER_PREFIX = "folder:"
+_CHUNK = 512  # Examples per read when decoding a whole split.
 
 
 class DatasetUnavailableError(RuntimeError):
@@ -32,6 +34,7 @@ class DatasetUnavailableError(RuntimeError):
 class Source(Protocol):
   num_classes: int
   image_shape: tuple[int, ...]
+  decodes: bool  # Reads decode stored examples (worth worker processes).
 
   def __len__(self) -> int: ...
 
@@ -40,6 +43,8 @@ class Source(Protocol):
 
 class ArraySource:
   """Examples held in memory as arrays."""
+
+  decodes = False
 
   def __init__(self, images: np.ndarray, labels: np.ndarray, num_classes: int):
     if images.ndim != 4 or images.dtype != np.uint8:
@@ -57,6 +62,8 @@ class ArraySource:
 
 class RecordSource:
   """A tfds ``ArrayRecord`` data source read example by example."""
+
+  decodes = True
 
   def __init__(self, data_source, image_key: str, label_key: str,
                num_classes: int, image_shape: tuple[int, ...],
@@ -78,9 +85,13 @@ class RecordSource:
         "label": np.array([e[self._label_key] for e in examples], np.int32),
     }
 
-  def materialize(self) -> ArraySource:
-    batch = self.read(np.arange(len(self)))
-    return ArraySource(batch["image"], batch["label"], self.num_classes)
+  def materialize(self, workers: int = 0) -> ArraySource:
+    """Every example decoded into memory, by ``workers`` processes (0: here)."""
+    chunks = np.array_split(np.arange(len(self)), -(-len(self) // _CHUNK))
+    batches = list(workers_lib.read_in_order(self, chunks, workers))
+    return ArraySource(np.concatenate([b["image"] for b in batches]),
+                       np.concatenate([b["label"] for b in batches]),
+                       self.num_classes)
 
 
 def _as_hwc(image: np.ndarray) -> np.ndarray:
@@ -93,11 +104,13 @@ def default_data_dir() -> str:
 
 
 def load(dataset: str, split: str, data_dir: str | None = None,
-         cache: bool = True, image_size: tuple[int, int] | None = None) -> Source:
+         cache: bool = True, image_size: tuple[int, int] | None = None,
+         workers: int = 0) -> Source:
   """Opens ``split`` of ``dataset`` for random access.
 
-  ``cache`` decodes the whole split into memory once (fast for small data).
-  ``image_size`` is required for datasets whose images differ in size.
+  ``cache`` decodes the whole split into memory once (fast for small data),
+  in ``workers`` processes when > 0. ``image_size`` is required for datasets
+  whose images differ in size.
   """
   data_dir = data_dir or default_data_dir()
   if dataset.startswith(FOLDER_PREFIX):
@@ -119,7 +132,7 @@ def load(dataset: str, split: str, data_dir: str | None = None,
                      f"config.data.image_size=(H, W)")
   source = RecordSource(records, image_key, label_key, num_classes, image_shape,
                         image_size if varying else None)
-  return source.materialize() if cache else source
+  return source.materialize(workers) if cache else source
 
 
 def _prepared_builder(dataset: str, data_dir: str):

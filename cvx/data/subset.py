@@ -21,7 +21,7 @@ class Subset:
   def __init__(self, source: Source, indices: np.ndarray, relabel: np.ndarray):
     self._source, self._indices, self._relabel = source, indices, relabel
     self.num_classes = int(relabel.max()) + 1
-    self.image_shape = source.image_shape
+    self.image_shape, self.decodes = source.image_shape, source.decodes
 
   def __len__(self) -> int:
     return len(self._indices)

@@ -74,7 +74,8 @@ def setup(config: ml_collections.ConfigDict, workdir: str) -> Run:
     with open(os.path.join(workdir, "config.json"), "w") as f:
       f.write(config.to_json_best_effort(indent=2, sort_keys=True))
   load = lambda split: sources.load(config.dataset, split, config.data_dir,
-                                    config.data.cache, config.data.image_size)
+                                    config.data.cache, config.data.image_size,
+                                    config.data.workers)
   train_src = subset.select(load(config.train_split), config.data.classes,
                             config.data.examples_per_class, config.seed)
   eval_src = subset.select(load(config.eval_split), config.data.classes)
@@ -166,7 +167,8 @@ def run_eval(run: Run, state, eval_step) -> tuple[dict, np.ndarray]:
   """Metrics over the whole eval split (each example once) and the confusion."""
   total = None
   batches = pipeline.prefetch(
-      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config)),
+      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config),
+                            workers=run.config.data.workers),
       run.par.put_batch, run.config.data.prefetch)
   for batch in batches:
     sums = run.par.metrics(eval_step(state, batch))
@@ -293,7 +295,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
   spe = run.sampler.steps_per_epoch
   eval_every = max(1, round(cfg.eval_every_epochs * spe))
   batches = pipeline.prefetch(
-      pipeline.train_batches(run.train_src, run.sampler, step, run.total_steps),
+      pipeline.train_batches(run.train_src, run.sampler, step, run.total_steps,
+                             cfg.data.workers),
       par.put_batch, cfg.data.prefetch)
   bar = tqdm(total=run.total_steps, initial=step, unit="step", dynamic_ncols=True,
              disable=not cfg.progress_bar or jax.process_index() != 0)
@@ -370,7 +373,8 @@ def collect_outputs(run: Run, state) -> dict[str, np.ndarray]:
   """Logits, labels and mask of every eval row (padding included), as numpy."""
   step = run.par.compile_eval(step_lib.make_outputs_step(run.model, run.config))
   batches = pipeline.prefetch(
-      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config)),
+      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config),
+                            workers=run.config.data.workers),
       run.par.put_batch, run.config.data.prefetch)
   parts = [run.par.rows(step(state, batch)) for batch in batches]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}

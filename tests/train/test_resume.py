@@ -89,3 +89,9 @@ def test_half_written_checkpoint_is_never_restored(tmp_path, run_main, reference
   rerun = run_main(workdir, *ARGS[:1], "--config.num_train_steps=65", *ARGS[2:])
   assert "Resumed from step 60 " in rerun.stdout
   assert "65" in os.listdir(latest)
+
+
+def test_per_batch_reads_in_worker_processes_give_the_same_run(
+    tmp_path, data_dir, run_main, reference):
+  run_main(tmp_path, *ARGS, "--config.data.cache=False", "--config.data.workers=2")
+  _assert_same_run(tmp_path, reference)
