@@ -97,6 +97,9 @@ OPS = {
                                                 channel_axis=-1, preserve_range=True)),
     "Sobel dx (float32)": ("gray", lambda x: ops.sobel(x, 1, 0),
                            lambda x: cv2.Sobel(x, cv2.CV_32F, 1, 0), filters.sobel_v),
+    # scikit-image has no integer output: its row is the same float64 filter.
+    "Sobel dx (int16)": ("gray", lambda x: ops.sobel(x, 1, 0, ddepth=np.int16),
+                         lambda x: cv2.Sobel(x, cv2.CV_16S, 1, 0), filters.sobel_v),
     "erode 5×5": ("gray", lambda x: ops.erode(x, _SQUARE_5), lambda x: cv2.erode(x, _SQUARE_5),
                   lambda x: morphology.erosion(x, _SQUARE_5)),
     "Canny (100, 200)": ("gray", lambda x: ops.canny(x, 100, 200),

@@ -410,35 +410,52 @@ def get_deriv_kernels(dx: int, dy: int, ksize: int) -> tuple[np.ndarray, np.ndar
   return kernels[0], kernels[1]
 
 
-def _derivative(fn, image, kx, ky, scale, delta, border):
+def _derivative(fn, image, kx, ky, scale, delta, border, ddepth):
   image = _images.check_image(image, fn=fn)
   borders.check_border(border, fn)
+  ddepth = _derivative_depth(fn, image, ddepth)
   x, restore = _images.as_batch(image)
-  if image.dtype == jnp.uint8:
-    y = _separable_uint8(x, kx, ky, border).astype(jnp.float32)
-  else:
-    y = _separable(_images.to_float(x), kx, ky, border)
-  return restore(y * scale + delta)
+  if image.dtype != jnp.uint8:
+    return restore(_separable(_images.to_float(x), kx, ky, border) * scale + delta)
+  y = _separable_uint8(x, kx, ky, border)
+  if ddepth == np.float32:
+    return restore(y.astype(jnp.float32) * scale + delta)
+  if scale != 1 or delta != 0:
+    y = jnp.round(y.astype(jnp.float32) * np.float32(scale) + np.float32(delta))
+  return restore(jnp.clip(y, -32768, 32767).astype(jnp.int16))
+
+
+def _derivative_depth(fn: str, image: jax.Array, ddepth) -> np.dtype:
+  """float32, or int16 (saturated, as OpenCV's CV_16S) for uint8 input."""
+  allowed = (np.float32, np.int16) if image.dtype == jnp.uint8 else (np.float32,)
+  if ddepth is None or np.dtype(ddepth) not in allowed:
+    raise ValueError(f"{fn}: ddepth must be one of {[np.dtype(d).name for d in allowed]} "
+                     f"for {image.dtype} input, got {ddepth!r}")
+  return np.dtype(ddepth)
 
 
 def sobel(image, dx: int, dy: int, ksize: int = 3, scale: float = 1.0,
-          delta: float = 0.0, border: int = borders.BORDER_DEFAULT) -> jax.Array:
-  """Sobel derivative of order (dx, dy), like ``cv2.Sobel(..., cv2.CV_32F, ...)``.
+          delta: float = 0.0, border: int = borders.BORDER_DEFAULT,
+          ddepth=jnp.float32) -> jax.Array:
+  """Sobel derivative of order (dx, dy), like ``cv2.Sobel(image, ddepth, ...)``.
 
   ksize 1, 3, 5, 7, or −1 for Scharr. +x points right and +y down, so dy=1
-  is bottom minus top (seed 001's horizontal-edge kernel negated). Returns
-  float32 in the input's units (uint8 values 0..255 stay unscaled), i.e.
-  exact integers for uint8 input.
+  is bottom minus top (seed 001's horizontal-edge kernel negated). ``ddepth``
+  float32 (default, ``cv2.CV_32F``) keeps the input's units (uint8 values
+  0..255 stay unscaled), i.e. exact integers for uint8 input; int16
+  (``cv2.CV_16S``, uint8 input only) rounds ``sum·scale + delta`` and
+  saturates, half the bytes of float32.
   """
   kx, ky = get_deriv_kernels(dx, dy, ksize)
-  return _derivative("sobel", image, kx, ky, scale, delta, border)
+  return _derivative("sobel", image, kx, ky, scale, delta, border, ddepth)
 
 
 def scharr(image, dx: int, dy: int, scale: float = 1.0, delta: float = 0.0,
-           border: int = borders.BORDER_DEFAULT) -> jax.Array:
-  """Scharr 3×3 derivative (dx + dy == 1), like ``cv2.Scharr`` with CV_32F."""
+           border: int = borders.BORDER_DEFAULT, ddepth=jnp.float32) -> jax.Array:
+  """Scharr 3×3 derivative (dx + dy == 1), like ``cv2.Scharr``; ``ddepth`` as in
+  :func:`sobel`."""
   kx, ky = get_deriv_kernels(dx, dy, -1)
-  return _derivative("scharr", image, kx, ky, scale, delta, border)
+  return _derivative("scharr", image, kx, ky, scale, delta, border, ddepth)
 
 
 _LAPLACIAN_3X3 = {1: np.array([[0, 1, 0], [1, -4, 1], [0, 1, 0]], np.float32),

@@ -215,6 +215,25 @@ def test_derivatives_exact(mode):
     np.testing.assert_array_equal(scaled, cv2.Sobel(image, cv2.CV_32F, 1, 0, scale=2, delta=-1))
 
 
+@pytest.mark.parametrize("mode", MODES)
+def test_int16_derivatives_saturate_like_opencv_cv_16s(mode):
+  images = [photo("astronaut"), photo("coffee")]
+  fn = lambda x: ([ops.sobel(x, dx, dy, k, ddepth=np.int16) for dx, dy, k in SOBEL_CASES],
+                  ops.sobel(x, 1, 1, 5, 0.5, 3.0, ddepth=np.int16),
+                  ops.scharr(x, 1, 0, ddepth=np.int16))
+  saturated = 0
+  for image, (sob, scaled, sch) in zip(images, run(mode, fn, images)):
+    for (dx, dy, k), out in zip(SOBEL_CASES, sob):
+      assert out.dtype == np.int16
+      want = cv2.Sobel(image, cv2.CV_16S, dx, dy, ksize=k)
+      np.testing.assert_array_equal(out, want)
+      saturated += np.isin(want, [-32768, 32767]).sum()
+    np.testing.assert_array_equal(scaled, cv2.Sobel(image, cv2.CV_16S, 1, 1, ksize=5,
+                                                    scale=0.5, delta=3))
+    np.testing.assert_array_equal(sch, cv2.Scharr(image, cv2.CV_16S, 1, 0))
+  assert saturated > 0  # ksize 7 exceeds int16 on these photographs.
+
+
 def test_laplacian_of_gaussian_matches_opencv_composition():
   image = photo("coins", gray=True)
   for sigma, ksize in ((1.5, 0), (1.0, 7)):
@@ -243,6 +262,9 @@ def test_linear_filters_are_differentiable():
     (lambda x: ops.sobel(x, 1, 0, ksize=4), "ksize"),
     (lambda x: ops.sobel(x, 3, 0, ksize=3), "order 3"),
     (lambda x: ops.scharr(x, 1, 1), "dx \\+ dy == 1"),
+    (lambda x: ops.sobel(x, 1, 0, ddepth=np.uint8), "ddepth must be one of"),
+    (lambda x: ops.sobel(x.astype(np.float32), 1, 0, ddepth=np.int16),
+     r"ddepth must be one of \['float32'\] for float32 input"),
     (lambda x: ops.laplacian(x, 2), "ksize"),
     (lambda x: ops.filter2d(x, np.ones(3)), "2-D"),
     (lambda x: ops.filter2d(x, np.ones((3, 3)), stride=0), "stride"),
