@@ -1,4 +1,8 @@
 """k-means against scikit-learn, colour segmentation of a photo, threshold segmentation."""
+import os
+import subprocess
+import sys
+
 import cv2
 import jax
 import jax.numpy as jnp
@@ -9,6 +13,7 @@ from sklearn.cluster import KMeans
 from sklearn.datasets import make_blobs
 
 from cvx.ops import segmentation as S
+from tests.conftest import FAST_COMPILE, REPO
 
 KEY = jax.random.PRNGKey(0)
 HOW = ["eager", "jit", "vmap"]
@@ -72,6 +77,45 @@ def test_iteration_cap_is_reported(photo_pixels):
   assert int(out.iterations) == 1 and not bool(out.converged)
   out = S.kmeans(KEY, photo_pixels[0], 8, attempts=1)
   assert bool(out.converged) and int(out.iterations) > 1
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32])
+def test_lloyd_stops_at_the_first_fixed_point(dtype):
+  # ε = 0 runs until no assignment changes: the reported count is the first
+  # iteration whose centres equal the previous ones, so one fewer is unconverged.
+  pixels = data.astronaut()[::4, ::4].reshape(-1, 3).astype(dtype)
+  out = S.kmeans(KEY, pixels, 6, attempts=1)
+  assert bool(out.converged) and 1 < int(out.iterations) < 300
+  early = S.kmeans(KEY, pixels, 6, attempts=1, max_iter=int(out.iterations) - 1)
+  assert not bool(early.converged)
+  # At the fixed point every pixel is nearest (float64) to its own centre.
+  centres = np.asarray(out.centers, np.float64)
+  d = ((pixels.astype(np.float64)[:, None] - centres[None]) ** 2).sum(-1)
+  np.testing.assert_array_equal(np.take_along_axis(d, np.asarray(out.labels)[:, None], 1)[:, 0],
+                                d.min(1))
+
+
+_FIXED_POINT_SCRIPT = """
+import jax
+from skimage import data
+from cvx.ops import segmentation as S
+pixels, key = data.astronaut()[::4, ::4].reshape(-1, 3), jax.random.PRNGKey(0)
+out = S.kmeans(key, pixels, 6, attempts=1)
+early = S.kmeans(key, pixels, 6, attempts=1, max_iter=int(out.iterations) - 1)
+print(int(out.iterations), bool(out.converged), bool(early.converged))
+"""
+
+
+def test_lloyd_stops_at_the_fixed_point_when_xla_contracts_fmas():
+  # The suite compiles with LLVM's optimisations off (tests/conftest.py); with
+  # them on, XLA:CPU fuses the centre update and the shift into an FMA whose
+  # residue kept a zero-shift stopping rule from ever firing on uint8 photos.
+  flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
+  out = subprocess.run([sys.executable, "-c", _FIXED_POINT_SCRIPT], cwd=REPO, check=True,
+                       capture_output=True, text=True,
+                       env=dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+  iterations, converged, early = out.stdout.split()
+  assert 1 < int(iterations) < 300 and converged == "True" and early == "False"
 
 
 def test_batched_data_uses_one_key_per_problem(blobs):
