@@ -110,10 +110,11 @@ def test_lloyd_stops_at_the_fixed_point_when_xla_contracts_fmas():
   # The suite compiles with LLVM's optimisations off (tests/conftest.py); with
   # them on, XLA:CPU fuses the centre update and the shift into an FMA whose
   # residue kept a zero-shift stopping rule from ever firing on uint8 photos.
-  flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "")
-  out = subprocess.run([sys.executable, "-c", _FIXED_POINT_SCRIPT], cwd=REPO, check=True,
+  flags = os.environ.get("XLA_FLAGS", "").replace(FAST_COMPILE, "").strip()
+  out = subprocess.run([sys.executable, "-c", _FIXED_POINT_SCRIPT], cwd=REPO,
                        capture_output=True, text=True,
                        env=dict(os.environ, XLA_FLAGS=flags, JAX_PLATFORMS="cpu"))
+  assert out.returncode == 0, out.stderr
   iterations, converged, early = out.stdout.split()
   assert 1 < int(iterations) < 300 and converged == "True" and early == "False"
 
