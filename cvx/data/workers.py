@@ -11,9 +11,17 @@ threads is unsafe) that has imported the data modules once, so a pool after
 the first, e.g. each evaluation pass, starts in milliseconds; each worker
 unpickles the source once. Sources whose reads do not decode (arrays in
 memory: ``source.decodes`` is False) are read in the calling thread.
+
+Workers leave the reader's process group, so a Ctrl-C or a scheduler's
+SIGTERM to the group reaches only the reader (which saves its checkpoint and
+shuts the pool down), and each exits on its own within a second of the reader
+being killed outright.
 """
 import collections
 import multiprocessing
+import os
+import threading
+import time
 from concurrent import futures
 from typing import Iterable, Iterator
 
@@ -24,9 +32,22 @@ Batch = dict[str, np.ndarray]
 _source = None  # The worker process's source, set by _init.
 
 
-def _init(source) -> None:
+def _init(source, reader_pid: int) -> None:
   global _source
   _source = source
+  os.setpgrp()
+  threading.Thread(target=_exit_after, args=(reader_pid,), daemon=True).start()
+
+
+def _exit_after(pid: int, poll_s: float = 1.0) -> None:
+  """Ends this worker once process ``pid`` is gone (killed before it could shut
+  the pool down; the worker would otherwise wait on the task queue forever)."""
+  while True:
+    time.sleep(poll_s)
+    try:
+      os.kill(pid, 0)
+    except ProcessLookupError:
+      os._exit(0)
 
 
 def _read(indices: np.ndarray) -> Batch:
@@ -52,8 +73,8 @@ def read_in_order(source, index_batches: Iterable[np.ndarray],
 def _read_in_processes(source, index_batches, workers: int) -> Iterator[Batch]:
   context = multiprocessing.get_context("forkserver")
   context.set_forkserver_preload(["cvx.data.sources"])
-  pool = futures.ProcessPoolExecutor(workers, mp_context=context,
-                                     initializer=_init, initargs=(source,))
+  pool = futures.ProcessPoolExecutor(workers, mp_context=context, initializer=_init,
+                                     initargs=(source, os.getpid()))
   pending = collections.deque()
   try:
     for indices in index_batches:

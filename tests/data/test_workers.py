@@ -1,5 +1,10 @@
 """Reads in worker processes: the same batches in the same order as one thread."""
 import multiprocessing
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -61,3 +66,46 @@ def test_only_decoding_sources_start_processes(records):
 def test_negative_workers_is_an_error_at_the_call(records):
   with pytest.raises(ValueError, match=r"data.workers=-1 must be ≥ 0"):
     workers.read_in_order(records, [], -1)
+
+
+_READER = """
+import multiprocessing, sys, time
+import numpy as np
+from cvx.data import sources, workers
+if __name__ == "__main__":
+  source = sources.load("mnist5k", "test", sys.argv[1], cache=False)
+  batches = workers.read_in_order(source, (np.arange(4) for _ in range(1000)), 2)
+  next(batches)
+  print(*[p.pid for p in multiprocessing.active_children()], flush=True)
+  time.sleep(120)
+"""
+
+
+def _running(pid: int) -> bool:
+  """Exists and is not a zombie."""
+  try:
+    with open(f"/proc/{pid}/stat") as f:
+      return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+  except FileNotFoundError:
+    return False
+
+
+def _wait_until(condition, timeout_s: float = 15.0) -> None:
+  deadline = time.time() + timeout_s
+  while not condition() and time.time() < deadline:
+    time.sleep(0.1)
+  assert condition()
+
+
+def test_workers_leave_the_group_and_exit_when_the_reader_is_killed(data_dir):
+  reader = subprocess.Popen([sys.executable, "-c", _READER, data_dir],
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+  try:
+    pids = [int(p) for p in reader.stdout.readline().split()]
+    assert len(pids) == 2 and all(_running(p) for p in pids)
+    # Each worker leaves the group in its initializer, which may still be running.
+    _wait_until(lambda: all(os.getpgid(p) != os.getpgid(reader.pid) for p in pids))
+  finally:
+    reader.send_signal(signal.SIGKILL)
+    reader.wait()
+  _wait_until(lambda: not any(_running(p) for p in pids))
