@@ -175,11 +175,8 @@ def canny(image, threshold1: float, threshold2: float, aperture_size: int = 3,
 
     def derivative(order_x, order_y):
       """OpenCV's int16 (CV_16S) Sobel derivative, as int32."""
-      kx, ky = filters.get_deriv_kernels(order_x, order_y, aperture_size)
-      d = filters._separable_uint8(x, kx, ky, borders.BORDER_REPLICATE)  # pylint: disable=protected-access
-      if aperture_size != 7:  # exact integers within int16
-        return d.astype(jnp.int32)
-      return jnp.clip(jnp.round(d.astype(jnp.float32) * scale), -32768, 32767).astype(jnp.int32)
+      return filters.sobel(x, order_x, order_y, aperture_size, scale,
+                           border=borders.BORDER_REPLICATE, ddepth=np.int16).astype(jnp.int32)
 
     dx, dy = derivative(1, 0), derivative(0, 1)
     mag = dx * dx + dy * dy if l2_gradient else jnp.abs(dx) + jnp.abs(dy)

@@ -304,29 +304,29 @@ def _kmeans(keys, x, k, attempts, max_iter, epsilon, trials):
                 fit.converged)
 
 
-def _quantize(pixels, centers):
-  """Each of the B×P×C ``pixels`` replaced by its nearest of the (B, k, C)
-  centres, in the pixels' dtype (uint8 rounded). Computed on the interleaved
-  pixels, each output element from its pixel's …×1 coordinate slices: a
-  B×C×P result transposed back was slower."""
-  def one(x, centers):
-    labels, _ = _nearest(jnp.moveaxis(x[..., None], -2, 0), centers)  # P×1
+def _quantize(pixels, labels, centers):
+  """Each of the B×P×C ``pixels`` replaced by its centre: ``labels`` (B, P)
+  index the (B, k, C) ``centers``, in the pixels' dtype (uint8 rounded). Each
+  output element of the interleaved pixels selects from its pixel's label
+  (a P×1 slice, broadcast); a B×C×P result transposed back was slower."""
+  def one(x, labels, centers):
     values = _images.cast_like(centers, x)
     if centers.size > _UNROLL:
-      return values[labels[:, 0]]
+      return values[labels]
+    labels = labels[:, None]
     out = values[0]
     for j in range(1, centers.shape[0]):
       out = jnp.where(labels == j, values[j], out)
-    return out
+    return jnp.broadcast_to(out, x.shape)
 
-  return jax.vmap(one)(pixels, centers)
+  return jax.vmap(one)(pixels, labels, centers)
 
 
 @functools.partial(jax.jit, static_argnums=(2, 3, 4, 5))
 def _segment(keys, pixels, k, attempts, max_iter, epsilon):
   """(B×P×C quantized pixels, batched :class:`KMeans`) of B×P×C pixels."""
   result = _kmeans(keys, pixels, k, attempts, max_iter, epsilon, _default_trials(k))
-  return _quantize(pixels, result.centers), result
+  return _quantize(pixels, result.labels, result.centers), result
 
 
 def kmeans_segment(key, image, k: int, attempts: int = 3, max_iter: int = 300,
