@@ -163,14 +163,18 @@ def _mean_metrics(pending) -> dict:
   return {k: float(np.mean([m[k] for _, m in pending])) for k in pending[0][1]}
 
 
-def run_eval(run: Run, state, eval_step) -> tuple[dict, np.ndarray]:
-  """Metrics over the whole eval split (each example once) and the confusion."""
-  total = None
-  batches = pipeline.prefetch(
+def _eval_batches(run: Run):
+  """The eval split once, prefetched onto the devices (see pipeline.eval_batches)."""
+  return pipeline.prefetch(
       pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config),
                             workers=run.config.data.workers),
       run.par.put_batch, run.config.data.prefetch)
-  for batch in batches:
+
+
+def run_eval(run: Run, state, eval_step) -> tuple[dict, np.ndarray]:
+  """Metrics over the whole eval split (each example once) and the confusion."""
+  total = None
+  for batch in _eval_batches(run):
     sums = run.par.metrics(eval_step(state, batch))
     total = sums if total is None else jax.tree.map(jnp.add, total, sums)
   total = jax.device_get(total)
@@ -372,11 +376,7 @@ def restore(config: ml_collections.ConfigDict, workdir: str,
 def collect_outputs(run: Run, state) -> dict[str, np.ndarray]:
   """Logits, labels and mask of every eval row (padding included), as numpy."""
   step = run.par.compile_eval(step_lib.make_outputs_step(run.model, run.config))
-  batches = pipeline.prefetch(
-      pipeline.eval_batches(run.eval_src, _eval_batch_size(run.config),
-                            workers=run.config.data.workers),
-      run.par.put_batch, run.config.data.prefetch)
-  parts = [run.par.rows(step(state, batch)) for batch in batches]
+  parts = [run.par.rows(step(state, batch)) for batch in _eval_batches(run)]
   return {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
 
 
