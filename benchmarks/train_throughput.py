@@ -117,7 +117,7 @@ def cvx_runner(name: str, batch: int, mode: str) -> Callable[[], None]:
   params, stats = variables["params"], variables.get("batch_stats", {})
   tx = _optimizer()
 
-  def step(params, stats, opt_state, key):
+  def step(params, stats, opt_state, key, x, y):
     def loss_fn(params):
       (logits, _), updates = model.apply(
           {"params": params, "batch_stats": stats}, x, train=True,
@@ -132,14 +132,14 @@ def cvx_runner(name: str, batch: int, mode: str) -> Callable[[], None]:
   conv_lowering.set_cpu_conv(mode)
   try:
     jitted = jax.jit(step, donate_argnums=(0, 1, 2)).lower(
-        params, stats, tx.init(params), jax.random.key(1)).compile()
+        params, stats, tx.init(params), jax.random.key(1), x, y).compile()
   finally:
     conv_lowering.set_cpu_conv(None)
   state = [params, stats, tx.init(params)]
   key = jax.random.key(1)
 
   def run():
-    state[:] = jitted(*state, key)
+    state[:] = jitted(*state, key, x, y)  # the batch as an argument, as in training
     jax.block_until_ready(state)
 
   return run

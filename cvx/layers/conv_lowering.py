@@ -8,9 +8,10 @@ per conv, the formulation that measured fastest (``benchmarks/RESULTS.md``):
   broadcast multiplies; ≥ 32 output channels with shallow patches
   (kh·kw·C ≤ 640) or outputs of ≤ 4 pixels as a batch-chunked im2col matmul;
   else XLA's conv.
-- input gradient: fewer than 32 input channels by col2im (g @ Wᵀ, each tap's
-  slice padded into place and summed); stride 1 with shallow flipped patches
-  as the im2col conv of g with the flipped kernel; else XLA's.
+- input gradient: fewer than 32 input channels by col2im (the patch gradients,
+  each tap's block added at its place: NHWC, or batch minor for stride-1
+  kernels of 5×5 and up); stride 1 with shallow flipped patches as the im2col
+  conv of g with the flipped kernel; else XLA's.
 - kernel gradient: the batch-chunked im2col matmul (XLA:CPU's native weight
   gradient runs at a fraction of the matmul rate), except XLA's for one input
   channel or fewer than 32 output channels.
@@ -54,6 +55,10 @@ _IM2COL_MIN_OUT_CHANNELS = 32
 # 28×28×1 → 6 5×5 conv in 0.4–0.7 ms against 4–10 ms for XLA's conv or im2col
 # (on ResNet's 32×32×3 → 64 stem as fast as XLA's, im2col 1.4× slower).
 _TAPS_MAX_CHANNELS = 3
+# col2im input gradients of stride-1 kernels with at least this many taps run
+# batch minor (C_in×H×W×N): LeNet-5's 14×14×6 5×5 dX 0.8 ms against 2.1 ms
+# NHWC, 28×28×6 9 ms against 40; for 3×3 kernels NHWC was as fast or faster.
+_COL2IM_BATCH_MINOR_MIN_TAPS = 25
 _NHWC = ("NHWC", "HWIO", "NHWC")
 
 _mode_override = None
@@ -226,12 +231,26 @@ def _input_grad_stride1(w, g, spec: _Spec):
 
 
 def _input_grad_col2im(x_shape, w, g, spec: _Spec):
-  """dX as col2im: the patch gradients g @ Wᵀ, each tap's slice zero-padded
-  (with holes for strides) to its place in the padded input and summed."""
+  """dX of a conv with few input channels from its patch gradients (col2im)."""
+  if spec.strides == (1, 1) and w.shape[0] * w.shape[1] >= _COL2IM_BATCH_MINOR_MIN_TAPS:
+    dxp = _col2im_batch_minor(x_shape, w, g, spec)
+  else:
+    dxp = _col2im_nhwc(x_shape, w, g, spec)
+  (top, bottom), (left, right) = spec.pads  # dxp is in padded-input coordinates
+  return lax.pad(dxp, jnp.zeros((), g.dtype),
+                 ((0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)))
+
+
+def _padded_hw(x_shape, spec: _Spec):
+  return tuple(n + lo + hi for n, (lo, hi) in zip(x_shape[1:3], spec.pads))
+
+
+def _col2im_nhwc(x_shape, w, g, spec: _Spec):
+  """The patch gradients g @ Wᵀ, each tap's slice zero-padded (with holes for
+  strides) to its place in the padded input and summed."""
   kh, kw, cin, cout = w.shape
   (sh, sw), (dh, dw) = spec.strides, spec.dilation
-  (top, bottom), (left, right) = spec.pads
-  hp, wp = x_shape[1] + top + bottom, x_shape[2] + left + right
+  hp, wp = _padded_hw(x_shape, spec)
   zero = jnp.zeros((), g.dtype)
 
   def chunk_grad(gc):
@@ -244,8 +263,38 @@ def _input_grad_col2im(x_shape, w, g, spec: _Spec):
              for i in range(kh) for j in range(kw)]
     return functools.reduce(jnp.add, parts)
 
-  dxp = _in_batch_chunks(chunk_grad, g)  # padded-input coordinates
-  return lax.pad(dxp, zero, ((0, 0, 0), (-top, -bottom, 0), (-left, -right, 0), (0, 0, 0)))
+  if kh * kw == 1:  # A single tap: nothing to sum, no fusion to keep apart.
+    return chunk_grad(g)
+  return _in_batch_chunks(chunk_grad, g)
+
+
+def _col2im_batch_minor(x_shape, w, g, spec: _Spec):
+  """Stride-1 col2im computed C_in×H×W×N, in batch chunks of about
+  ``_CHUNK_BYTES`` of patch gradients: W @ gᵀ is a wide matmul, and each tap's
+  block is added in place to its window along the batch axis (NHWC's few
+  channels vectorise poorly; g @ Wᵀ is a tall, narrow matmul)."""
+  kh, kw, cin, cout = w.shape
+  dh, dw = spec.dilation
+  hp, wp = _padded_hw(x_shape, spec)
+  n, oh, ow, _ = g.shape
+
+  def chunk_grad(gc):
+    gt = gc.transpose(3, 1, 2, 0).reshape(cout, -1)
+    cols = jnp.dot(w.reshape(-1, cout), gt, precision=spec.precision)
+    cols = cols.reshape(kh, kw, cin, oh, ow, gc.shape[0])
+    dxp = jnp.zeros((cin, hp, wp, gc.shape[0]), g.dtype)
+    for i in range(kh):
+      for j in range(kw):
+        start = (0, i * dh, j * dw, 0)
+        window = lax.dynamic_slice(dxp, start, cols[i, j].shape)
+        dxp = lax.dynamic_update_slice(dxp, window + cols[i, j], start)
+    return dxp.transpose(3, 1, 2, 0)
+
+  chunk = _chunk(n, kh * kw * cin * oh * ow * g.dtype.itemsize)
+  if chunk == n:
+    return chunk_grad(g)
+  dxp = lax.map(chunk_grad, g.reshape(n // chunk, chunk, *g.shape[1:]))
+  return dxp.reshape(n, hp, wp, cin)
 
 
 def _use_im2col(w, spec: _Spec, out_hw) -> bool:

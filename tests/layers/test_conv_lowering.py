@@ -26,6 +26,10 @@ CASES = {
     "wide_out_s2_col2im": ((2, 9, 7, 5), (3, 3, 5, 32), (2, 2), "SAME", (1, 1), 1),
     "wide_in_and_out": ((2, 6, 6, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1),
     "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
+    "1x1_s1_col2im": ((2, 5, 6, 8), (1, 1, 8, 32), (1, 1), "VALID", (1, 1), 1),
+    # Stride-1 kernels of ≥ 25 taps: dX by the batch-minor col2im.
+    "5x5_dilated_asymmetric_pad": ((3, 12, 11, 4), (5, 5, 4, 6), (1, 1),
+                                   ((3, 1), (0, 2)), (2, 1), 1),
     "gray_5x5_pad2_taps": ((2, 9, 8, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
     "rgb_s2_dilated_taps": ((1, 9, 9, 3), (3, 3, 3, 5), (2, 2), "SAME", (2, 1), 1),
     "groups3": ((3, 8, 8, 6), (3, 3, 2, 9), (1, 1), "SAME", (1, 1), 3),
@@ -56,6 +60,23 @@ def test_output_and_gradients_match_lax(name):
   g = jax.random.normal(jax.random.key(1), y_ref.shape)
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   for got, want in zip(vjp(g), vjp_ref(g)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("name", ["same_s1", "same_s2", "negative_pad", "5x5_pad2",
+                                  "wide_in_and_out"])
+def test_batch_chunked_matmuls_match_lax(name, monkeypatch):
+  """With a tiny chunk budget the im2col and col2im matmuls run one example
+  at a time (their batch-chunk loops) and still give lax's gradients."""
+  monkeypatch.setattr(conv_lowering, "_CHUNK_BYTES", 1)
+  case = CASES[name]
+  x, w = _inputs(case)
+  f = _conv_fn(conv_lowering.conv_general_dilated, case)
+  assert "scan" in str(jax.make_jaxpr(jax.grad(lambda x, w: f(x, w).sum(), (0, 1)))(x, w))
+  y, vjp = jax.vjp(f, x, w)
+  y_ref, vjp_ref = jax.vjp(_conv_fn(lax.conv_general_dilated, case), x, w)
+  g = jax.random.normal(jax.random.key(1), y_ref.shape)
+  for got, want in zip((y, *vjp(g)), (y_ref, *vjp_ref(g))):  # sums of up to 360 terms
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
 
 
@@ -95,7 +116,7 @@ def _jaxprs(mode, monkeypatch, via_env):
   else:
     conv_lowering.set_cpu_conv(mode)
   try:
-    case = CASES["same_s1"]
+    case = CASES["wide_in_and_out"]  # ≥ 32 output channels: dW by im2col.
     f = _conv_fn(conv_lowering.conv_general_dilated, case)
     x, w = _inputs(case)
     return (str(jax.make_jaxpr(f)(x, w)),
