@@ -159,6 +159,14 @@ def _first_nonfinite(pending: list[tuple[int, dict]]) -> tuple[int, float] | Non
   return None
 
 
+@jax.jit
+def _all_finite(tree) -> jax.Array:
+  """True iff no floating leaf of ``tree`` holds a NaN or ±inf."""
+  checks = [jnp.isfinite(x).all() for x in jax.tree.leaves(tree)
+            if jnp.issubdtype(x.dtype, jnp.inexact)]
+  return jnp.stack(checks).all() if checks else jnp.asarray(True)
+
+
 def _mean_metrics(pending) -> dict:
   return {k: float(np.mean([m[k] for _, m in pending])) for k in pending[0][1]}
 
@@ -306,16 +314,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
              disable=not cfg.progress_bar or jax.process_index() != 0)
   pending, last_eval, confusion = [], None, None
 
+  def stopped(reason: str) -> FloatingPointError:
+    kept = ckpts.latest_step()
+    return FloatingPointError(
+        f"{reason}; training stopped. " + (
+            "No checkpoint was saved." if kept is None else
+            f"The last good checkpoint (step {kept}) is kept in {workdir}/checkpoints."))
+
   def flush():
     """Syncs pending step metrics; stops on a non-finite loss."""
     host = [(s, jax.device_get(m)) for s, m in pending]
     pending.clear()
     bad = _first_nonfinite(host)
     if bad is not None:
-      raise FloatingPointError(
-          f"loss is {bad[1]} at step {bad[0]}; training stopped. The last good "
-          f"checkpoint (step {ckpts.latest_step()}) is kept in {workdir}/checkpoints.")
+      raise stopped(f"loss is {bad[1]} at step {bad[0]}")
     return host
+
+  def check_state():
+    """Stops before a non-finite state is evaluated or saved: a step's loss is
+    that of the parameters it started from, so it can be finite while the
+    update it applies overflows."""
+    flush()
+    if not bool(_all_finite(state)):
+      raise stopped(f"non-finite model state (parameters, optimizer or BatchNorm "
+                    f"statistics) at step {step}, whose loss was finite")
 
   for batch in batches:
     state, metrics = train_step(state, batch)
@@ -331,7 +353,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       bar.set_postfix(loss=f"{train_metrics['loss']:.4f}",
                       img_s=f"{throughput.rate or 0:.0f}")
     if step % eval_every == 0 or is_last:
-      flush()
+      check_state()
       t_eval = time.time()
       last_eval, confusion = run_eval(run, state, eval_step)
       throughput.exclude(time.time() - t_eval)
@@ -340,7 +362,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preempted = not meta["stopped_early"] and preemption.reached(step)
     ending = is_last or meta["stopped_early"] or preempted
     if step % cfg.checkpoint_every_steps == 0 or ending:
-      flush()
+      check_state()
       ckpts.save(step, par.host_state(state), meta)
     if preempted:
       _say(f"SIGTERM: saved a checkpoint at step {step}; exiting.")

@@ -118,13 +118,30 @@ def test_nonfinite_loss_stops_naming_the_step_and_keeps_the_last_good_checkpoint
                   "--config.schedule.decay_epochs=0.016", "--config.checkpoint_every_steps=2",
                   "--config.log_every_steps=1000", check=False)
   assert proc.returncode != 0
-  message = proc.stderr[proc.stderr.index("error: loss is"):]
-  bad_step = int(message.split(" at step ")[1].split(";")[0])
+  # Either a loss overflows, or an update does first (the loss of its step,
+  # computed before the update, is still finite): both stop before saving.
+  message = proc.stderr[proc.stderr.index("error: "):]
+  assert "loss is" in message or "non-finite model state" in message, message
+  bad_step = int(message.split(" at step ")[1].split(";")[0].split(",")[0])
   kept = int(message.split("checkpoint (step ")[1].split(")")[0])
   assert 2 <= kept < bad_step < 100
   params = restore_params(tmp_path)
   assert all(np.isfinite(v).all() for v in params.values())
   assert max(int(s) for s in os.listdir(tmp_path / "checkpoints" / "latest")) == kept
+
+
+def test_update_that_overflows_stops_before_its_state_is_saved(tmp_path, run_main):
+  # RMSProp's first update is ±lr/√(1 − decay) ≈ ±3.2·lr per weight: past
+  # float32's range, while the first loss (before the update) is finite.
+  proc = run_main(tmp_path, "--config.batch_size=32", "--config.num_train_steps=10",
+                  "--config.optimizer.name=rmsprop", "--config.optimizer.learning_rate=2e38",
+                  "--config.schedule.name=constant", "--config.checkpoint_every_steps=1",
+                  "--config.log_every_steps=1000", check=False)
+  assert proc.returncode != 0
+  assert ("error: non-finite model state (parameters, optimizer or BatchNorm statistics) "
+          "at step 1, whose loss was finite; training stopped. No checkpoint was saved."
+          in proc.stderr), proc.stderr[-2000:]
+  assert not os.listdir(tmp_path / "checkpoints" / "latest")
 
 
 def test_early_stopping_after_patience_evals_without_improvement(tmp_path, run_main):
