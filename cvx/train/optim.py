@@ -17,12 +17,16 @@ from cvx.transfer import freeze
 SCHEDULES = ("constant", "piecewise", "exponential", "cosine", "warmup_cosine",
              "onecycle")
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam", "adamw", "rmsprop")
+_FLOAT32_MAX = float(jnp.finfo(jnp.float32).max)
 
 
 def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
                   total_steps: int) -> optax.Schedule:
   """``config.schedule`` → a function of the step."""
   s, lr = config.schedule, config.optimizer.learning_rate
+  if not 0 <= lr <= _FLOAT32_MAX:  # also False for NaN
+    raise ValueError(f"optimizer.learning_rate must be ≥ 0 and finite in float32 "
+                     f"(≤ {_FLOAT32_MAX:.4g}), got {lr}")
   warmup = int(round(s.warmup_epochs * steps_per_epoch))
   if warmup >= total_steps and s.name == "warmup_cosine":
     raise ValueError(f"schedule.warmup_epochs={s.warmup_epochs} ({warmup} steps) "
@@ -41,7 +45,7 @@ def make_schedule(config: ml_collections.ConfigDict, steps_per_epoch: int,
         lr, transition_steps=max(1, int(round(s.decay_epochs * steps_per_epoch))),
         decay_rate=s.decay_rate)
   if s.name == "cosine":
-    return optax.cosine_decay_schedule(lr, total_steps, alpha=s.end_value / lr)
+    return optax.cosine_decay_schedule(lr, total_steps, alpha=s.end_value / lr if lr else 0.0)
   if s.name == "warmup_cosine":
     return optax.warmup_cosine_decay_schedule(
         0.0, lr, max(warmup, 1), total_steps, end_value=s.end_value)

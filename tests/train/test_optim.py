@@ -26,6 +26,22 @@ def test_piecewise_boundaries_are_in_epochs():
       [0.1, 0.1, 0.01, 0.01, 0.001])
 
 
+@pytest.mark.parametrize("lr", [-0.1, 1e39, math.inf, math.nan])
+def test_learning_rate_must_be_nonnegative_and_finite_in_float32(lr):
+  c = _config(name="constant")
+  c.optimizer.learning_rate = lr
+  with pytest.raises(ValueError, match="optimizer.learning_rate must be ≥ 0 and finite"):
+    optim.make_schedule(c, 10, 50)
+
+
+@pytest.mark.parametrize("name", optim.SCHEDULES)
+def test_zero_learning_rate_gives_zero_steps_under_every_schedule(name):
+  c = _config(name=name, warmup_epochs=1.0, end_value=0.0)
+  c.optimizer.learning_rate = 0.0  # allowed: e.g. to evaluate a frozen model
+  fn = optim.make_schedule(c, 10, 50)
+  assert [float(fn(s)) for s in (0, 25, 49)] == [0.0, 0.0, 0.0]
+
+
 def test_cosine_and_warmup_cosine():
   cos = optim.make_schedule(_config(name="cosine"), 10, 100)
   assert float(cos(50)) == pytest.approx(0.05)
