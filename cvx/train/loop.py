@@ -335,7 +335,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     that of the parameters it started from, so it can be finite while the
     update it applies overflows."""
     flush()
-    if not bool(_all_finite(state)):
+    if not bool(_all_finite(par.host_state(state))):  # pmap: this process's copy
       raise stopped(f"non-finite model state (parameters, optimizer or BatchNorm "
                     f"statistics) at step {step}, whose loss was finite")
 
