@@ -428,7 +428,7 @@ def _derivative(fn, image, kx, ky, scale, delta, border, ddepth):
 def _derivative_depth(fn: str, image: jax.Array, ddepth) -> np.dtype:
   """float32, or int16 (saturated, as OpenCV's CV_16S) for uint8 input."""
   allowed = (np.float32, np.int16) if image.dtype == jnp.uint8 else (np.float32,)
-  if ddepth is None or np.dtype(ddepth) not in allowed:
+  if np.dtype(ddepth) not in allowed:  # np.dtype(None) is float64
     raise ValueError(f"{fn}: ddepth must be one of {[np.dtype(d).name for d in allowed]} "
                      f"for {image.dtype} input, got {ddepth!r}")
   return np.dtype(ddepth)

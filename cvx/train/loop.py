@@ -330,14 +330,16 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       raise stopped(f"loss is {bad[1]} at step {bad[0]}")
     return host
 
-  def check_state():
-    """Stops before a non-finite state is evaluated or saved: a step's loss is
-    that of the parameters it started from, so it can be finite while the
-    update it applies overflows."""
+  def checked_state():
+    """This process's copy of the state (what a checkpoint saves), after
+    stopping if it is non-finite: a step's loss is that of the parameters it
+    started from, so it can be finite while the update it applies overflows."""
     flush()
-    if not bool(_all_finite(par.host_state(state))):  # pmap: this process's copy
+    host = par.host_state(state)
+    if not bool(_all_finite(host)):
       raise stopped(f"non-finite model state (parameters, optimizer or BatchNorm "
                     f"statistics) at step {step}, whose loss was finite")
+    return host
 
   for batch in batches:
     state, metrics = train_step(state, batch)
@@ -353,7 +355,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
       bar.set_postfix(loss=f"{train_metrics['loss']:.4f}",
                       img_s=f"{throughput.rate or 0:.0f}")
     if step % eval_every == 0 or is_last:
-      check_state()
+      checked_state()  # evaluate finite parameters only
       t_eval = time.time()
       last_eval, confusion = run_eval(run, state, eval_step)
       throughput.exclude(time.time() - t_eval)
@@ -362,8 +364,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict:
     preempted = not meta["stopped_early"] and preemption.reached(step)
     ending = is_last or meta["stopped_early"] or preempted
     if step % cfg.checkpoint_every_steps == 0 or ending:
-      check_state()
-      ckpts.save(step, par.host_state(state), meta)
+      ckpts.save(step, checked_state(), meta)
     if preempted:
       _say(f"SIGTERM: saved a checkpoint at step {step}; exiting.")
       ckpts.close()
