@@ -6,12 +6,15 @@
 One SGD-nesterov (momentum 0.9) train step with BatchNorm updates and dropout,
 cross-entropy on 10 classes, random NHWC (cvx) / NCHW (torch) inputs. Each
 runner is warmed up (compilation excluded), then timed for ``--steps`` steps
-per repeat, repeats interleaved between runners; medians are reported. Runners:
-``cvx`` (the CPU conv lowering), ``cvx-xla`` (``CVX_CPU_CONV=xla``: XLA's
-native conv) and ``torch`` (eager, as many threads as XLA uses). ``--layers``
+per repeat after one untimed step, repeats interleaved between runners; medians
+are reported. Runners:
+``cvx`` (the CPU conv lowering, jitted with its ``compiler_options``),
+``cvx-xla`` (``CVX_CPU_CONV=xla``: XLA's native conv and default options) and
+``torch`` (eager, as many threads as XLA uses). ``--layers``
 adds per-conv-layer GFLOP/s of forward, dX and dW and the measured matmul rate.
 The last line printed is the cvx/torch images/s ratio of the last model.
 """
+import functools
 import os
 import time
 from typing import Callable
@@ -131,7 +134,8 @@ def cvx_runner(name: str, batch: int, mode: str) -> Callable[[], None]:
 
   conv_lowering.set_cpu_conv(mode)
   try:
-    jitted = jax.jit(step, donate_argnums=(0, 1, 2)).lower(
+    jitted = jax.jit(step, donate_argnums=(0, 1, 2),
+                     compiler_options=conv_lowering.compiler_options()).lower(
         params, stats, tx.init(params), jax.random.key(1), x, y).compile()
   finally:
     conv_lowering.set_cpu_conv(None)
@@ -163,12 +167,19 @@ def torch_runner(name: str, batch: int) -> Callable[[], None]:
 
 
 def time_runners(runners: dict, steps: int, repeats: int) -> dict:
-  """Median seconds per step of each runner; warm-up excluded, interleaved."""
+  """Median seconds per step of each runner; warm-up excluded, interleaved.
+
+  Each repeat of a runner starts with one untimed step: the runners before it
+  freed their buffers back to the OS, and the first step after them pays to
+  page its own back in (MobileNet-v1 at 128×128 after XLA's native-conv
+  runner: 6.9 s against 3.3 s), which training, repeating one step, never does.
+  """
   for run in runners.values():
     run(), run()
   times = {name: [] for name in runners}
   for _ in range(repeats):
     for name, run in runners.items():
+      run()
       start = time.perf_counter()
       for _ in range(steps):
         run()
@@ -227,8 +238,9 @@ def _median_time(fn, *args, repeats=5):
   return float(np.median(times))
 
 
-def jax_layer_times(layer: dict, conv) -> tuple[float, float, float]:
-  """Seconds for forward, dX and dW of ``conv`` (lax signature) on ``layer``."""
+def jax_layer_times(layer: dict, conv, options=None) -> tuple[float, float, float]:
+  """Seconds for forward, dX and dW of ``conv`` (lax signature) on ``layer``,
+  jitted with XLA compiler ``options``."""
   n, h, w, c = layer["x_shape"]
   rng = np.random.default_rng(0)
   x = jnp.asarray(rng.standard_normal((n, h, w, c)), jnp.float32)
@@ -241,9 +253,10 @@ def jax_layer_times(layer: dict, conv) -> tuple[float, float, float]:
                 feature_group_count=layer["groups"])
 
   g = jnp.ones(jax.eval_shape(f, x, k).shape)
-  fwd = jax.jit(f)
-  dx = jax.jit(lambda x, k, g: jax.vjp(lambda x: f(x, k), x)[1](g)[0])
-  dw = jax.jit(lambda x, k, g: jax.vjp(lambda k: f(x, k), k)[1](g)[0])
+  jit = functools.partial(jax.jit, compiler_options=options)
+  fwd = jit(f)
+  dx = jit(lambda x, k, g: jax.vjp(lambda x: f(x, k), x)[1](g)[0])
+  dw = jit(lambda x, k, g: jax.vjp(lambda k: f(x, k), k)[1](g)[0])
   return (_median_time(fwd, x, k), _median_time(dx, x, k, g), _median_time(dw, x, k, g))
 
 
@@ -311,7 +324,8 @@ def print_layer_table(name: str, batch: int) -> None:
   print("|---|---|---|---|---|---|")
   for layer in conv_layers(name, batch):
     flops = layer_flops(layer) / 1e9
-    cvx_t = jax_layer_times(layer, conv_lowering.conv_general_dilated)
+    cvx_t = jax_layer_times(layer, conv_lowering.conv_general_dilated,
+                            conv_lowering.compiler_options())
     xla_t = jax_layer_times(layer, lax.conv_general_dilated)
     torch_t = torch_layer_times(layer)
     rates = [" / ".join(f"{flops / t:.0f}" for t in ts) for ts in (cvx_t, xla_t, torch_t)]

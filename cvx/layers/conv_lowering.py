@@ -20,7 +20,10 @@ per conv, the formulation that measured fastest (``benchmarks/RESULTS.md``):
   XLA's forward and dX.
 
 The lowering is chosen at trace time: only when ``jax.default_backend()`` is
-``'cpu'``; GPU/TPU always get XLA's native convolution. Turn it off with the
+``'cpu'``; GPU/TPU always get XLA's native convolution. The convs it leaves to
+XLA run faster through XLA:CPU's Eigen convolution than through YNNPACK, which
+XLA picks by default: jit the program with ``compiler_options=``
+:func:`compiler_options` (cvx's training loop and benchmarks do). Turn it off with the
 environment variable ``CVX_CPU_CONV=xla`` or ``set_cpu_conv('xla')``; other
 layouts (not NHWC/HWIO), 1-D/3-D convs, input dilation, ``batch_group_count``
 and ``preferred_element_type`` also fall back to the native op.
@@ -60,6 +63,14 @@ _TAPS_MAX_CHANNELS = 3
 # NHWC, 28×28×6 9 ms against 40; for 3×3 kernels NHWC was as fast or faster.
 _COL2IM_BATCH_MINOR_MIN_TAPS = 25
 _NHWC = ("NHWC", "HWIO", "NHWC")
+# XLA:CPU's default YNNPACK fusion types without INDIVIDUAL_CONVOLUTION (dots and
+# reductions stay with YNNPACK): the convs left to XLA above then run on Eigen.
+# LeNet-5's narrow kernel gradients 1.14 → 0.73 ms (6 → 16) and 1.61 → 1.00 ms
+# (1 → 6); whole train steps LeNet-5 9.2 → 6.9 ms, MobileNet-v1 at 128×128
+# 3.9 → 3.3 s, ResNet-18 and VGG-11 within noise (benchmarks/RESULTS.md).
+_YNN_FUSION_OPTION = "xla_cpu_experimental_ynn_fusion_type"
+_CPU_COMPILER_OPTIONS = {
+    _YNN_FUSION_OPTION: "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
 
 _mode_override = None
 
@@ -84,6 +95,25 @@ def cpu_conv_mode() -> str:
   if mode not in MODES:
     raise ValueError(f"${ENV_VAR} must be one of {MODES}, got {mode!r}")
   return mode
+
+
+def compiler_options() -> dict[str, str]:
+  """XLA options for ``jax.jit(fn, compiler_options=...)`` of a program using
+  this lowering: convs left to XLA go to Eigen instead of YNNPACK. Empty (XLA's
+  defaults) when the lowering is off, when ``$XLA_FLAGS`` sets the YNN fusion
+  types itself, or when this XLA does not know the option."""
+  if not cpu_lowering_active() or _YNN_FUSION_OPTION in os.environ.get("XLA_FLAGS", ""):
+    return {}
+  return dict(_CPU_COMPILER_OPTIONS) if _options_supported() else {}
+
+
+@functools.cache
+def _options_supported() -> bool:
+  try:
+    jax.jit(lambda: jnp.zeros(()), compiler_options=_CPU_COMPILER_OPTIONS).lower().compile()
+  except jax.errors.JaxRuntimeError:  # an XLA without this option or its values
+    return False
+  return True
 
 
 class _Spec(NamedTuple):

@@ -2,9 +2,10 @@
 
 jit: one ``Mesh`` with a ``data`` axis; the state is replicated, batches are
 global ``jax.Array``s sharded on ``data``; XLA inserts the all-reduces and
-BatchNorm sees the global batch. pmap: the same step under ``jax.pmap`` with
-``pmean`` over ``data`` (and BatchNorm's ``axis_name``). Both give the same
-numbers for the same global batch.
+BatchNorm sees the global batch; on CPU the steps are compiled with the conv
+lowering's ``compiler_options``. pmap: the same step under ``jax.pmap`` with
+``pmean`` over ``data`` (and BatchNorm's ``axis_name``; ``jax.pmap`` takes no
+compiler options). Both give the same numbers for the same global batch.
 """
 import os
 
@@ -14,6 +15,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from cvx.data import pipeline
+from cvx.layers import conv_lowering
 
 AXIS = "data"
 
@@ -54,11 +56,12 @@ class JitParallel:
   def compile_train(self, step_fn):
     return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
                    out_shardings=(self.replicated, self.replicated),
-                   donate_argnums=0)
+                   donate_argnums=0, compiler_options=conv_lowering.compiler_options())
 
   def compile_eval(self, step_fn):
     return jax.jit(step_fn, in_shardings=(self.replicated, self.batch_sharding),
-                   out_shardings=self.replicated)
+                   out_shardings=self.replicated,
+                   compiler_options=conv_lowering.compiler_options())
 
   def host_state(self, state):
     return state

@@ -1,4 +1,6 @@
 """The CPU conv lowering computes lax.conv_general_dilated and its gradients."""
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -61,6 +63,63 @@ def test_output_and_gradients_match_lax(name):
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   for got, want in zip(vjp(g), vjp_ref(g)):
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def _value_and_grads(impl, case, options=None):
+  """One jitted function: the conv's output and its vjp of cotangent g."""
+  def f(x, w, g):
+    y, vjp = jax.vjp(_conv_fn(impl, case), x, w)
+    return (y, *vjp(g))
+  return jax.jit(f, compiler_options=options)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_matches_lax_under_the_compiler_options(name):
+  """Jitted with ``compiler_options()`` (the convs left to XLA on Eigen)."""
+  case = CASES[name]
+  x, w = _inputs(case)
+  options = conv_lowering.compiler_options()
+  assert options  # this jaxlib knows the option
+  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
+      _conv_fn(lax.conv_general_dilated, case), x, w).shape)
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case, options)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def _ynn_convolutions(hlo_text):
+  """The fused computations holding a convolution that XLA:CPU gave YNNPACK."""
+  ynn = set(re.findall(r'calls=(%[\w.-]+)[^\n]*"kind":"__ynn_fusion"', hlo_text))
+  return [c for c in hlo_text.split("\n\n")
+          if c.strip().split(" ", 1)[0] in ynn and " convolution(" in c]
+
+
+def test_compiler_options_move_native_convs_off_ynnpack():
+  """LeNet-5's 6 → 16 kernel gradient (left to XLA's conv): YNNPACK by default,
+  Eigen with the options (LeNet-5's step 9.2 → 6.9 ms, benchmarks/RESULTS.md)."""
+  case = ((32, 14, 14, 6), (5, 5, 6, 16), (1, 1), "VALID", (1, 1), 1)
+  x, w = _inputs(case)
+  g = jax.random.normal(jax.random.key(1), (32, 10, 10, 16))
+  f = _value_and_grads(conv_lowering.conv_general_dilated, case)
+  default = f.lower(x, w, g).compile().as_text()
+  tuned = jax.jit(f, compiler_options=conv_lowering.compiler_options()).lower(
+      x, w, g).compile().as_text()
+  assert _ynn_convolutions(default) and not _ynn_convolutions(tuned)
+
+
+def test_compiler_options_only_with_the_lowering(monkeypatch):
+  conv_lowering.set_cpu_conv("xla")
+  try:
+    assert conv_lowering.compiler_options() == {}
+  finally:
+    conv_lowering.set_cpu_conv(None)
+  assert conv_lowering.compiler_options()
+  monkeypatch.setenv("XLA_FLAGS", "--xla_cpu_experimental_ynn_fusion_type=-individual_dot")
+  assert conv_lowering.compiler_options() == {}  # the user's own choice stands
+  monkeypatch.delenv("XLA_FLAGS")
+  monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+  assert conv_lowering.compiler_options() == {}
 
 
 @pytest.mark.parametrize("name", ["same_s1", "same_s2", "negative_pad", "5x5_pad2",
