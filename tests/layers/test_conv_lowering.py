@@ -123,10 +123,12 @@ def test_compiler_options_only_with_the_lowering(monkeypatch):
 
 
 @pytest.mark.parametrize("name", ["same_s1", "same_s2", "negative_pad", "5x5_pad2",
-                                  "wide_in_and_out"])
+                                  "wide_in_and_out", "depthwise_s2_keras_pad",
+                                  "depthwise_mult2_dilated"])
 def test_batch_chunked_matmuls_match_lax(name, monkeypatch):
   """With a tiny chunk budget the im2col and col2im matmuls run one example
-  at a time (their batch-chunk loops) and still give lax's gradients."""
+  at a time (their batch-chunk loops, and the depthwise kernel gradient's)
+  and still give lax's gradients."""
   monkeypatch.setattr(conv_lowering, "_CHUNK_BYTES", 1)
   case = CASES[name]
   x, w = _inputs(case)
