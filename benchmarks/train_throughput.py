@@ -8,10 +8,12 @@ cross-entropy on 10 classes, random NHWC (cvx) / NCHW (torch) inputs. Each
 runner is warmed up (compilation excluded), then timed for ``--steps`` steps
 per repeat after one untimed step, repeats interleaved between runners; medians
 are reported. Runners:
-``cvx`` (the CPU conv lowering, jitted with its ``compiler_options``),
-``cvx-xla`` (``CVX_CPU_CONV=xla``: XLA's native conv and default options) and
-``torch`` (eager, as many threads as XLA uses). ``--layers``
-adds per-conv-layer GFLOP/s of forward, dX and dW and the measured matmul rate.
+``cvx`` (the default CPU convs: oneDNN custom calls, jitted with the
+lowering's ``compiler_options``), ``cvx-matmul`` (``CVX_CPU_CONV=matmul``: the
+XLA matmul lowering), ``cvx-xla`` (``CVX_CPU_CONV=xla``: XLA's native conv and
+default options) and ``torch`` (eager, as many threads as XLA uses).
+``--layers`` adds per-conv-layer GFLOP/s of forward, dX and dW and the
+measured matmul rate.
 The last line printed is the cvx/torch images/s ratio of the last model.
 """
 import functools
@@ -39,6 +41,7 @@ _BATCH = flags.DEFINE_integer("batch", 128, "Batch size.")
 _VS = flags.DEFINE_enum("vs", "torch", ["torch", "none"], "Peer to compare with.")
 _STEPS = flags.DEFINE_integer("steps", 3, "Train steps timed per repeat.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats per runner.")
+_MATMUL = flags.DEFINE_bool("matmul", True, "Also time cvx with the matmul lowering.")
 _NATIVE = flags.DEFINE_bool("native", True, "Also time cvx with XLA's native conv.")
 _LAYERS = flags.DEFINE_bool("layers", False, "Print the per-layer GFLOP/s table.")
 
@@ -319,28 +322,39 @@ def print_layer_table(name: str, batch: int) -> None:
   mm_xla, mm_torch = matmul_rates()
   print(f"\n{name}, batch {batch}: matmul 2048² fp32 = {mm_xla:.0f} GFLOP/s (XLA), "
         f"{mm_torch:.0f} GFLOP/s (torch)\n")
-  print("| layer (in → out, k/s, groups) | × | cvx fwd / dX / dW | XLA fwd / dX / dW "
-        "| torch fwd / dX / dW | cvx all, % matmul |")
-  print("|---|---|---|---|---|---|")
+  print("| layer (in → out, k/s, groups) | × | cvx (oneDNN) fwd / dX / dW "
+        "| matmul lowering | XLA | torch | cvx all, % matmul |")
+  print("|---|---|---|---|---|---|---|")
   for layer in conv_layers(name, batch):
     flops = layer_flops(layer) / 1e9
-    cvx_t = jax_layer_times(layer, conv_lowering.conv_general_dilated,
-                            conv_lowering.compiler_options())
+    cvx_t, matmul_t = (_lowering_times(layer, mode) for mode in ("onednn", "matmul"))
     xla_t = jax_layer_times(layer, lax.conv_general_dilated)
     torch_t = torch_layer_times(layer)
-    rates = [" / ".join(f"{flops / t:.0f}" for t in ts) for ts in (cvx_t, xla_t, torch_t)]
+    rates = [" / ".join(f"{flops / t:.0f}" for t in ts)
+             for ts in (cvx_t, matmul_t, xla_t, torch_t)]
     total = 3 * flops / sum(cvx_t)
     n, h, w, c = layer["x_shape"]
     desc = (f"{h}×{w}×{c} → {layer['cout']}, {layer['kernel'][0]}×{layer['kernel'][1]}"
             f"/{layer['strides'][0]}, g{layer['groups']}")
-    print(f"| {desc} | {layer['count']} | {rates[0]} | {rates[1]} | {rates[2]} "
+    print(f"| {desc} | {layer['count']} | {' | '.join(rates)} "
           f"| {total:.0f} ({100 * total / mm_xla:.0f}%) |")
+
+
+def _lowering_times(layer: dict, mode: str) -> tuple[float, float, float]:
+  conv_lowering.set_cpu_conv(mode)
+  try:
+    return jax_layer_times(layer, conv_lowering.conv_general_dilated,
+                           conv_lowering.compiler_options())
+  finally:
+    conv_lowering.set_cpu_conv(None)
 
 
 # ---------------------------------------------------------------------- main
 def benchmark(name: str, batch: int) -> float:
   """Prints images/s of the runners; returns the cvx/torch ratio (or nan)."""
-  runners = {"cvx": cvx_runner(name, batch, "matmul")}
+  runners = {"cvx": cvx_runner(name, batch, "onednn")}
+  if _MATMUL.value:
+    runners["cvx-matmul"] = cvx_runner(name, batch, "matmul")
   if _NATIVE.value:
     runners["cvx-xla"] = cvx_runner(name, batch, "xla")
   if _VS.value == "torch":

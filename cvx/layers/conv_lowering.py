@@ -1,33 +1,40 @@
-"""A CPU-friendly lowering of 2-D convolutions (NHWC input, HWIO kernel).
+"""CPU lowerings of 2-D convolutions (NHWC input, HWIO kernel).
 
 :func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated``
-and computes the same function. On CPU it runs a ``jax.custom_vjp`` that picks,
-per conv, the formulation that measured fastest (``benchmarks/RESULTS.md``):
+and computes the same function. On CPU, by mode (``CVX_CPU_CONV``):
 
-- forward: inputs of at most 3 channels (the first layer) as one fused sum of
-  broadcast multiplies; ≥ 32 output channels with shallow patches
-  (kh·kw·C ≤ 640) or outputs of ≤ 4 pixels as a batch-chunked im2col matmul;
-  else XLA's conv.
-- input gradient: fewer than 32 input channels by col2im (the patch gradients,
-  each tap's block added at its place: NHWC, or batch minor for stride-1
-  kernels of 5×5 and up); stride 1 with shallow flipped patches as the im2col
-  conv of g with the flipped kernel; else XLA's.
-- kernel gradient: the batch-chunked im2col matmul (XLA:CPU's native weight
-  gradient runs at a fraction of the matmul rate), except XLA's for one input
-  channel or fewer than 32 output channels.
-- depthwise convs (all three) as sums over the k² taps of shifted products,
-  the kernel gradient's over batch chunks (XLA:CPU's grouped convolution is
-  slow, jax#23713); other grouped convs keep XLA's forward and dX.
+- ``onednn`` (the default where it builds): float32 convs as oneDNN custom
+  calls (:mod:`cvx.layers.onednn`), the direct convolutions PyTorch's CPU
+  training uses; other dtypes take the matmul lowering.
+- ``matmul`` (the default where oneDNN is unavailable): a ``jax.custom_vjp``
+  that picks, per conv, the formulation that measured fastest in XLA
+  (``benchmarks/RESULTS.md``):
+
+  - forward: inputs of at most 3 channels (the first layer) as one fused sum of
+    broadcast multiplies; ≥ 32 output channels with shallow patches
+    (kh·kw·C ≤ 640) or outputs of ≤ 4 pixels as a batch-chunked im2col matmul;
+    else XLA's conv.
+  - input gradient: fewer than 32 input channels by col2im (the patch gradients,
+    each tap's block added at its place: NHWC, or batch minor for stride-1
+    kernels of 5×5 and up); stride 1 with shallow flipped patches as the im2col
+    conv of g with the flipped kernel; else XLA's.
+  - kernel gradient: the batch-chunked im2col matmul (XLA:CPU's native weight
+    gradient runs at a fraction of the matmul rate), except XLA's for one input
+    channel or fewer than 32 output channels.
+  - depthwise convs (all three) as sums over the k² taps of shifted products,
+    the kernel gradient's over batch chunks (XLA:CPU's grouped convolution is
+    slow, jax#23713); other grouped convs keep XLA's forward and dX.
+- ``xla``: XLA's native convolution.
 
 The lowering is chosen at trace time: only when ``jax.default_backend()`` is
-``'cpu'``; GPU/TPU always get XLA's native convolution. The convs it leaves to
-XLA run faster through XLA:CPU's Eigen convolution than through YNNPACK, which
-XLA picks by default: jit the program with ``compiler_options=``
-:func:`compiler_options` (cvx's training loop and benchmarks do). Turn the
-lowering off with the environment variable ``CVX_CPU_CONV=xla`` or
-``set_cpu_conv('xla')``; other layouts (not NHWC/HWIO), 1-D/3-D convs, input
-dilation, ``batch_group_count`` and ``preferred_element_type`` also fall back
-to the native op.
+``'cpu'``; GPU/TPU always get XLA's native convolution. The convs the matmul
+lowering leaves to XLA run faster through XLA:CPU's Eigen convolution than
+through YNNPACK, which XLA picks by default: jit the program with
+``compiler_options=`` :func:`compiler_options` (cvx's training loop and
+benchmarks do). Choose the mode with the environment variable
+``CVX_CPU_CONV`` or ``set_cpu_conv``; other layouts (not NHWC/HWIO), 1-D/3-D
+convs, input dilation, ``batch_group_count`` and ``preferred_element_type``
+fall back to the native op in every mode.
 """
 import functools
 import os
@@ -37,7 +44,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-MODES = ("matmul", "xla")
+from cvx.layers import onednn
+
+MODES = ("onednn", "matmul", "xla")
 ENV_VAR = "CVX_CPU_CONV"
 # Batch chunk size of the kernel-gradient im2col: about this many patch bytes,
 # so each chunk stays in cache instead of materialising all patches at once.
@@ -77,8 +86,9 @@ _mode_override = None
 
 
 def set_cpu_conv(mode: str | None) -> None:
-  """Selects the CPU lowering: 'matmul' (default), 'xla' (native), or None to
-  defer to ``$CVX_CPU_CONV``. Takes effect for functions traced afterwards."""
+  """Selects the CPU lowering: 'onednn', 'matmul', 'xla' (native), or None to
+  defer to ``$CVX_CPU_CONV`` (else the default). Takes effect for functions
+  traced afterwards."""
   global _mode_override
   if mode is not None and mode not in MODES:
     raise ValueError(f"cpu conv mode must be one of {MODES} or None, got {mode!r}")
@@ -86,13 +96,17 @@ def set_cpu_conv(mode: str | None) -> None:
 
 
 def cpu_lowering_active() -> bool:
-  """True when tracing for the CPU backend with the 'matmul' mode selected."""
-  return jax.default_backend() == "cpu" and cpu_conv_mode() == "matmul"
+  """True when tracing for the CPU backend with a lowering ('onednn' or
+  'matmul') selected."""
+  return jax.default_backend() == "cpu" and cpu_conv_mode() != "xla"
 
 
 def cpu_conv_mode() -> str:
-  """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else 'matmul'."""
-  mode = _mode_override or os.environ.get(ENV_VAR, "matmul")
+  """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else
+  'onednn' if oneDNN builds here (checked once), else 'matmul'."""
+  mode = _mode_override or os.environ.get(ENV_VAR)
+  if mode is None:
+    return "onednn" if onednn.available() else "matmul"
   if mode not in MODES:
     raise ValueError(f"${ENV_VAR} must be one of {MODES}, got {mode!r}")
   return mode
@@ -151,6 +165,8 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
                feature_group_count, precision)
   if min(_out_hw(lhs.shape, rhs.shape, spec)) <= 0:  # Empty output: nothing to lower.
     return native()
+  if cpu_conv_mode() == "onednn" and onednn.supports(lhs, rhs):
+    return onednn.conv(lhs, rhs, spec.strides, spec.pads, spec.dilation, spec.groups)
   return _conv(lhs, rhs, spec)
 
 

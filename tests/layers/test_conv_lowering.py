@@ -1,4 +1,5 @@
-"""The CPU conv lowering computes lax.conv_general_dilated and its gradients."""
+"""The matmul CPU conv lowering computes lax.conv_general_dilated and its
+gradients; the modes switch between it, oneDNN and XLA's conv."""
 import re
 
 import jax
@@ -9,56 +10,23 @@ from jax import lax
 from jax.test_util import check_grads
 
 from cvx.layers import conv, conv_lowering
-
-_DN = ("NHWC", "HWIO", "NHWC")
-
-# (input N×H×W×C, kernel H×W×C_in/G×C_out, strides, padding, dilation, groups)
-CASES = {
-    "same_s1": ((2, 9, 7, 5), (3, 3, 5, 4), (1, 1), "SAME", (1, 1), 1),
-    "same_s2": ((2, 9, 7, 5), (3, 3, 5, 4), (2, 2), "SAME", (1, 1), 1),
-    "valid_s2_rect": ((2, 9, 7, 5), (3, 2, 5, 4), (2, 1), "VALID", (1, 1), 1),
-    "explicit_dilated_batch1": ((1, 9, 7, 5), (3, 3, 5, 4), (2, 2), ((1, 2), (0, 1)),
-                                (2, 1), 1),
-    "negative_pad": ((2, 9, 9, 6), (3, 3, 6, 4), (1, 1), ((-1, 2), (0, -1)), (1, 1), 1),
-    "5x5_pad2": ((2, 9, 9, 6), (5, 5, 6, 4), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
-    "deep_patches_native_fwd": ((1, 5, 6, 72), (3, 3, 72, 8), (1, 1), "SAME", (1, 1), 1),
-    "deep_patches_2x2_map_im2col": ((2, 2, 2, 80), (3, 3, 80, 32), (1, 1), "SAME", (1, 1), 1),
-    # ≥ 32 output channels: im2col forward and kernel gradient; dX by col2im
-    # (5 input channels) or by the im2col of the flipped kernel (40).
-    "wide_out_s2_col2im": ((2, 9, 7, 5), (3, 3, 5, 32), (2, 2), "SAME", (1, 1), 1),
-    "wide_in_and_out": ((2, 6, 6, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1),
-    "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
-    "1x1_s1_col2im": ((2, 5, 6, 8), (1, 1, 8, 32), (1, 1), "VALID", (1, 1), 1),
-    # Stride-1 kernels of ≥ 25 taps: dX by the batch-minor col2im.
-    "5x5_dilated_asymmetric_pad": ((3, 12, 11, 4), (5, 5, 4, 6), (1, 1),
-                                   ((3, 1), (0, 2)), (2, 1), 1),
-    "gray_5x5_pad2_taps": ((2, 9, 8, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
-    "rgb_s2_dilated_taps": ((1, 9, 9, 3), (3, 3, 3, 5), (2, 2), "SAME", (2, 1), 1),
-    "groups3": ((3, 8, 8, 6), (3, 3, 2, 9), (1, 1), "SAME", (1, 1), 3),
-    "depthwise_s2_keras_pad": ((3, 8, 8, 6), (3, 3, 1, 6), (2, 2), ((0, 1), (0, 1)),
-                               (1, 1), 6),
-    "depthwise_mult2_dilated": ((1, 7, 8, 3), (3, 3, 1, 6), (1, 1), "SAME", (2, 2), 3),
-}
+from tests.layers.conv_cases import CASES, conv_fn, inputs
 
 
-def _inputs(case, seed=0):
-  x_shape, w_shape, *_ = case
-  kx, kw = jax.random.split(jax.random.key(seed))
-  return jax.random.normal(kx, x_shape), jax.random.normal(kw, w_shape)
-
-
-def _conv_fn(impl, case):
-  _, _, strides, padding, dilation, groups = case
-  return lambda x, w: impl(x, w, strides, padding, rhs_dilation=dilation,
-                           dimension_numbers=_DN, feature_group_count=groups)
+@pytest.fixture(autouse=True)
+def matmul_lowering():
+  """Selects the matmul lowering (the default is oneDNN where it builds)."""
+  conv_lowering.set_cpu_conv("matmul")
+  yield
+  conv_lowering.set_cpu_conv(None)
 
 
 @pytest.mark.parametrize("name", CASES)
 def test_output_and_gradients_match_lax(name):
   case = CASES[name]
-  x, w = _inputs(case)
-  y, vjp = jax.vjp(_conv_fn(conv_lowering.conv_general_dilated, case), x, w)
-  y_ref, vjp_ref = jax.vjp(_conv_fn(lax.conv_general_dilated, case), x, w)
+  x, w = inputs(case)
+  y, vjp = jax.vjp(conv_fn(conv_lowering.conv_general_dilated, case), x, w)
+  y_ref, vjp_ref = jax.vjp(conv_fn(lax.conv_general_dilated, case), x, w)
   g = jax.random.normal(jax.random.key(1), y_ref.shape)
   np.testing.assert_allclose(y, y_ref, rtol=1e-5, atol=1e-5)
   for got, want in zip(vjp(g), vjp_ref(g)):
@@ -68,7 +36,7 @@ def test_output_and_gradients_match_lax(name):
 def _value_and_grads(impl, case, options=None):
   """One jitted function: the conv's output and its vjp of cotangent g."""
   def f(x, w, g):
-    y, vjp = jax.vjp(_conv_fn(impl, case), x, w)
+    y, vjp = jax.vjp(conv_fn(impl, case), x, w)
     return (y, *vjp(g))
   return jax.jit(f, compiler_options=options)
 
@@ -77,11 +45,11 @@ def _value_and_grads(impl, case, options=None):
 def test_matches_lax_under_the_compiler_options(name):
   """Jitted with ``compiler_options()`` (the convs left to XLA on Eigen)."""
   case = CASES[name]
-  x, w = _inputs(case)
+  x, w = inputs(case)
   options = conv_lowering.compiler_options()
   assert options  # this jaxlib knows the option
   g = jax.random.normal(jax.random.key(1), jax.eval_shape(
-      _conv_fn(lax.conv_general_dilated, case), x, w).shape)
+      conv_fn(lax.conv_general_dilated, case), x, w).shape)
   got = _value_and_grads(conv_lowering.conv_general_dilated, case, options)(x, w, g)
   want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
   for a, b in zip(got, want):
@@ -99,7 +67,7 @@ def test_compiler_options_move_native_convs_off_ynnpack():
   """LeNet-5's 6 → 16 kernel gradient (left to XLA's conv): YNNPACK by default,
   Eigen with the options (LeNet-5's step 9.2 → 6.9 ms, benchmarks/RESULTS.md)."""
   case = ((32, 14, 14, 6), (5, 5, 6, 16), (1, 1), "VALID", (1, 1), 1)
-  x, w = _inputs(case)
+  x, w = inputs(case)
   g = jax.random.normal(jax.random.key(1), (32, 10, 10, 16))
   default, tuned = (
       _value_and_grads(conv_lowering.conv_general_dilated, case, options).lower(
@@ -131,11 +99,11 @@ def test_batch_chunked_matmuls_match_lax(name, monkeypatch):
   and still give lax's gradients."""
   monkeypatch.setattr(conv_lowering, "_CHUNK_BYTES", 1)
   case = CASES[name]
-  x, w = _inputs(case)
-  f = _conv_fn(conv_lowering.conv_general_dilated, case)
+  x, w = inputs(case)
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
   assert "scan" in str(jax.make_jaxpr(jax.grad(lambda x, w: f(x, w).sum(), (0, 1)))(x, w))
   y, vjp = jax.vjp(f, x, w)
-  y_ref, vjp_ref = jax.vjp(_conv_fn(lax.conv_general_dilated, case), x, w)
+  y_ref, vjp_ref = jax.vjp(conv_fn(lax.conv_general_dilated, case), x, w)
   g = jax.random.normal(jax.random.key(1), y_ref.shape)
   for got, want in zip((y, *vjp(g)), (y_ref, *vjp_ref(g))):  # sums of up to 360 terms
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
@@ -145,17 +113,17 @@ def test_batch_chunked_matmuls_match_lax(name, monkeypatch):
                                   "rgb_s2_dilated_taps", "wide_out_s2_col2im"])
 def test_check_grads(name):
   case = CASES[name]
-  x, w = _inputs(case)
-  f = _conv_fn(conv_lowering.conv_general_dilated, case)
+  x, w = inputs(case)
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
   check_grads(f, (x, w), order=1, modes=("rev",), atol=5e-2, rtol=5e-2)
 
 
 @pytest.mark.parametrize("name", ["same_s2", "depthwise_s2_keras_pad", "gray_5x5_pad2_taps"])
 def test_jit_and_vmap(name):
   case = CASES[name]
-  x, w = _inputs(case)
-  f = _conv_fn(conv_lowering.conv_general_dilated, case)
-  f_ref = _conv_fn(lax.conv_general_dilated, case)
+  x, w = inputs(case)
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
+  f_ref = conv_fn(lax.conv_general_dilated, case)
 
   def loss(impl):
     return lambda x, w: jnp.sum(impl(x, w) ** 2)
@@ -173,13 +141,14 @@ def test_jit_and_vmap(name):
 def _jaxprs(mode, monkeypatch, via_env):
   """Forward and kernel-gradient jaxprs of a conv traced under ``mode``."""
   if via_env:
+    conv_lowering.set_cpu_conv(None)
     monkeypatch.setenv(conv_lowering.ENV_VAR, mode)
   else:
     conv_lowering.set_cpu_conv(mode)
   try:
     case = CASES["wide_in_and_out"]  # ≥ 32 output channels: dW by im2col.
-    f = _conv_fn(conv_lowering.conv_general_dilated, case)
-    x, w = _inputs(case)
+    f = conv_fn(conv_lowering.conv_general_dilated, case)
+    x, w = inputs(case)
     return (str(jax.make_jaxpr(f)(x, w)),
             str(jax.make_jaxpr(jax.grad(lambda w: f(x, w).sum()))(w)))
   finally:
@@ -194,11 +163,21 @@ def test_switch(monkeypatch, via_env):
   forward, kernel_grad = _jaxprs("xla", monkeypatch, via_env)
   assert "custom_vjp_call" not in forward
   assert "scan" not in kernel_grad
+  forward, kernel_grad = _jaxprs("onednn", monkeypatch, via_env)
+  assert "CvxOneDnnConvForward" in forward and "scan" not in kernel_grad
+  assert "CvxOneDnnConvBackwardWeights" in kernel_grad
+
+
+def test_default_mode_is_onednn_where_it_builds(monkeypatch):
+  conv_lowering.set_cpu_conv(None)
+  monkeypatch.delenv(conv_lowering.ENV_VAR, raising=False)
+  assert conv_lowering.cpu_conv_mode() == "onednn"  # installed with cvx on Linux x86-64
 
 
 def test_bad_mode_raises(monkeypatch):
   with pytest.raises(ValueError, match="cpu conv mode"):
     conv_lowering.set_cpu_conv("fast")
+  conv_lowering.set_cpu_conv(None)
   monkeypatch.setenv(conv_lowering.ENV_VAR, "fast")
   with pytest.raises(ValueError, match="CVX_CPU_CONV"):
     conv_lowering.cpu_conv_mode()
@@ -206,8 +185,8 @@ def test_bad_mode_raises(monkeypatch):
 
 def test_non_cpu_backend_uses_native(monkeypatch):
   monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
-  f = _conv_fn(conv_lowering.conv_general_dilated, CASES["same_s1"])
-  jaxpr = str(jax.make_jaxpr(f)(*_inputs(CASES["same_s1"])))
+  f = conv_fn(conv_lowering.conv_general_dilated, CASES["same_s1"])
+  jaxpr = str(jax.make_jaxpr(f)(*inputs(CASES["same_s1"])))
   assert "custom_vjp_call" not in jaxpr and "conv_general_dilated" in jaxpr
 
 

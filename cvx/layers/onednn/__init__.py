@@ -1,0 +1,6 @@
+"""oneDNN convolutions for JAX on CPU: C++ XLA FFI handlers (``conv.cc``),
+compiled at first use (``build``), behind a ``jax.custom_vjp`` (``custom_call``)."""
+from cvx.layers.onednn.build import OneDnnUnavailable
+from cvx.layers.onednn.custom_call import available, conv, ensure_available, supports
+
+__all__ = ["OneDnnUnavailable", "available", "conv", "ensure_available", "supports"]

@@ -1,0 +1,114 @@
+"""The oneDNN conv custom calls compute lax.conv_general_dilated and its
+gradients; the library builds once, atomically, and fails clearly."""
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax import lax
+from jax.test_util import check_grads
+
+from cvx.layers import conv_lowering, onednn
+from cvx.layers.onednn import build
+from tests.layers.conv_cases import CASES, conv_fn, inputs
+
+
+@pytest.fixture(autouse=True)
+def onednn_mode():
+  conv_lowering.set_cpu_conv("onednn")
+  yield
+  conv_lowering.set_cpu_conv(None)
+
+
+def _value_and_grads(impl, case):
+  def f(x, w, g):
+    y, vjp = jax.vjp(conv_fn(impl, case), x, w)
+    return (y, *vjp(g))
+  return jax.jit(f)
+
+
+@pytest.mark.parametrize("name", CASES)
+def test_output_and_gradients_match_lax(name):
+  case = CASES[name]
+  x, w = inputs(case)
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
+  assert "CvxOneDnnConvForward" in str(jax.make_jaxpr(f)(x, w))
+  g = jax.random.normal(jax.random.key(1), jax.eval_shape(f, x, w).shape)
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
+def test_resnet_stage_shapes_match_lax():
+  """A 64-channel 3×3 conv and a 1×1/2 projection at batch 32, where oneDNN
+  picks its blocked AVX kernels (the small cases may take reference ones)."""
+  for case in [((32, 16, 16, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
+               ((32, 16, 16, 64), (1, 1, 64, 128), (2, 2), "VALID", (1, 1), 1)]:
+    x, w = inputs(case)
+    g = jax.random.normal(jax.random.key(1), jax.eval_shape(
+        conv_fn(lax.conv_general_dilated, case), x, w).shape)
+    got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+    want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+    for a, b in zip(got, want):  # sums of up to 8,192 terms
+      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated",
+                                  "explicit_dilated_batch1", "negative_pad"])
+def test_check_grads(name):
+  case = CASES[name]
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
+  check_grads(f, inputs(case), order=1, modes=("rev",), atol=5e-2, rtol=5e-2)
+
+
+def test_vmap_over_whole_batches():
+  case = CASES["same_s2"]
+  x, w = inputs(case)
+  xs = jnp.stack([x, 2 * x])
+
+  def kernel_grad(impl):
+    return jax.grad(lambda x, w: jnp.sum(conv_fn(impl, case)(x, w) ** 2), argnums=1)
+
+  got = jax.jit(jax.vmap(kernel_grad(conv_lowering.conv_general_dilated),
+                         in_axes=(0, None)))(xs, w)
+  want = jnp.stack([kernel_grad(lax.conv_general_dilated)(b, w) for b in xs])
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+def test_other_dtypes_take_the_matmul_lowering():
+  case = CASES["same_s1"]
+  x, w = (a.astype(jnp.bfloat16) for a in inputs(case))
+  jaxpr = str(jax.make_jaxpr(conv_fn(conv_lowering.conv_general_dilated, case))(x, w))
+  assert "custom_vjp_call" in jaxpr and "CvxOneDnn" not in jaxpr
+
+
+def test_library_is_built_once_into_the_cache(tmp_path, monkeypatch):
+  monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
+  path = build.build()
+  assert path.parent == tmp_path and path.exists()
+  built_at = path.stat().st_mtime_ns
+  assert build.build() == path and path.stat().st_mtime_ns == built_at
+  assert os.listdir(tmp_path) == [path.name]  # no temporary files left behind
+
+
+def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
+  monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
+  monkeypatch.setenv("CXX", str(tmp_path / "no-such-c++"))
+  with pytest.raises(onednn.OneDnnUnavailable, match="no C.. compiler .*CVX_CPU_CONV=matmul"):
+    build.build()
+
+
+def test_failed_compilation_names_the_command(tmp_path, monkeypatch):
+  monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
+  monkeypatch.setenv("CXX", f"c++ -include {tmp_path / 'missing.h'}")  # a compile error
+  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc failed"):
+    build.build()
+  assert os.listdir(tmp_path) == []  # nothing half-written in the cache
+
+
+def test_missing_onednn_wheel_is_a_clear_error(monkeypatch):
+  monkeypatch.setattr(build, "HEADERS_DIST", "onednn-no-such-wheel")
+  with pytest.raises(onednn.OneDnnUnavailable, match="'onednn-no-such-wheel' .* not installed"):
+    build.onednn_paths()
