@@ -1,8 +1,8 @@
 """Flax (linen) layers shared by the model zoo; NHWC throughout.
 
 One module per concept: `conv` (Conv with explicit pads, conv-BN-activation,
-depthwise/pointwise/separable), `conv_lowering` (the CPU convolution with a
-matmul-friendly backward), `pooling`, `norm` (local response normalization),
+depthwise/pointwise/separable), `conv_lowering` (the CPU convolutions:
+oneDNN custom calls from `onednn`, or a matmul-friendly lowering), `pooling`, `norm` (local response normalization),
 `inception`, `residual`, `dense` (DenseNet), `xception`, `mbconv`
 (MBConv with squeeze-excitation).
 """

@@ -18,8 +18,9 @@ from cvx.layers import conv_lowering
 class Conv(nn.Conv):
   """``flax.linen.Conv`` (kernel H×W×C_in/groups×C_out), the zoo's one conv.
 
-  On CPU it lowers through :mod:`cvx.layers.conv_lowering` (matmul-friendly
-  gradients; ``CVX_CPU_CONV=xla`` turns it off); elsewhere XLA's native conv.
+  On CPU it lowers through :mod:`cvx.layers.conv_lowering` (oneDNN, or the
+  matmul lowering; ``CVX_CPU_CONV=xla`` turns it off); elsewhere XLA's native
+  conv.
   """
   conv_general_dilated: Any = conv_lowering.conv_general_dilated
 

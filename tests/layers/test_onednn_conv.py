@@ -112,3 +112,23 @@ def test_missing_onednn_wheel_is_a_clear_error(monkeypatch):
   monkeypatch.setattr(build, "HEADERS_DIST", "onednn-no-such-wheel")
   with pytest.raises(onednn.OneDnnUnavailable, match="'onednn-no-such-wheel' .* not installed"):
     build.onednn_paths()
+
+
+@pytest.mark.parametrize("name", ["same_s2", "groups3", "5x5_dilated_asymmetric_pad"])
+def test_second_order_gradients_match_lax(name):
+  """Gradient penalties differentiate the gradient: d/d(x, w) of ‖∂L/∂x‖² + ‖∂L/∂w‖²."""
+  case = CASES[name]
+  x, w = inputs(case)
+
+  def penalty_grads(impl):
+    f = conv_fn(impl, case)
+    grads = jax.grad(lambda x, w: jnp.sum(jnp.tanh(f(x, w))), argnums=(0, 1))
+    return jax.jit(jax.grad(lambda x, w: sum(jnp.sum(d ** 2) for d in grads(x, w)),
+                            argnums=(0, 1)))
+
+  got = penalty_grads(conv_lowering.conv_general_dilated)(x, w)
+  want = penalty_grads(lax.conv_general_dilated)(x, w)
+  assert "CvxOneDnnConvBackwardData" in str(jax.make_jaxpr(
+      penalty_grads(conv_lowering.conv_general_dilated))(x, w))
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)

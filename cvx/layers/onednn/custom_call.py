@@ -3,17 +3,20 @@
 :func:`conv` computes ``lax.conv_general_dilated`` for float32 NHWC inputs
 and HWIO kernels (I = C_in / groups; any strides, explicit pads, kernel
 dilation, feature groups) as XLA FFI custom calls into oneDNN, one for each
-of the forward pass, the input gradient and the kernel gradient, tied by a
-``jax.custom_vjp``. The calls exist only on the CPU platform: callers choose
+of the forward pass, the input gradient and the kernel gradient. Each pass is a
+``jax.custom_vjp`` whose VJP is made of the other two, so gradients of any
+order (gradient penalties) run on oneDNN. The calls exist only on the CPU
+platform: callers choose
 this path at trace time on CPU (see :mod:`cvx.layers.conv_lowering`).
 Under ``jax.vmap`` the calls run once per mapped element.
 """
 import functools
-import logging
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+from absl import logging
 
 from cvx.layers.onednn import build
 
@@ -51,20 +54,29 @@ def supports(x, w) -> bool:
   return x.dtype == jnp.float32 and w.dtype == jnp.float32 and x.ndim == w.ndim == 4
 
 
-def _call(target: str, result_shape, a, b, strides, pads, dilation, groups):
+class Geometry(NamedTuple):
+  """Static conv parameters: (h, w) strides and dilation (1 = none), and
+  non-negative ((top, bottom), (left, right)) pads."""
+  strides: tuple[int, int]
+  pads: tuple[tuple[int, int], tuple[int, int]]
+  dilation: tuple[int, int]
+  groups: int
+
+
+def _call(target: str, result_shape, a, b, geometry: Geometry):
   ensure_available()
   return jax.ffi.ffi_call(
       _TARGETS[target], jax.ShapeDtypeStruct(result_shape, jnp.float32),
       vmap_method="sequential")(
-          a, b, strides=np.asarray(strides, np.int64),
-          pads=np.asarray([p for pair in pads for p in pair], np.int64),
-          dilation=np.asarray(dilation, np.int64), groups=np.int64(groups))
+          a, b, strides=np.asarray(geometry.strides, np.int64),
+          pads=np.asarray([p for pair in geometry.pads for p in pair], np.int64),
+          dilation=np.asarray(geometry.dilation, np.int64), groups=np.int64(geometry.groups))
 
 
-def _out_hw(x_shape, w_shape, strides, pads, dilation):
+def _out_hw(x_shape, w_shape, geometry: Geometry):
   return tuple((n + lo + hi - (k - 1) * d - 1) // s + 1
-               for n, (lo, hi), k, d, s in zip(x_shape[1:3], pads, w_shape[:2], dilation,
-                                               strides))
+               for n, (lo, hi), k, d, s in zip(x_shape[1:3], geometry.pads, w_shape[:2],
+                                               geometry.dilation, geometry.strides))
 
 
 def conv(x, w, strides, pads, dilation, groups):
@@ -77,24 +89,48 @@ def conv(x, w, strides, pads, dilation, groups):
   (top, bottom), (left, right) = ((max(0, -lo), max(0, -hi)) for lo, hi in pads)
   x = x[:, top:x.shape[1] - bottom, left:x.shape[2] - right]
   pads = tuple((max(0, lo), max(0, hi)) for lo, hi in pads)
-  return _conv(x, w, tuple(strides), pads, tuple(dilation), groups)
+  return _forward(x, w, Geometry(tuple(strides), pads, tuple(dilation), groups))
 
 
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3, 4, 5))
-def _conv(x, w, strides, pads, dilation, groups):
-  y_shape = (x.shape[0], *_out_hw(x.shape, w.shape, strides, pads, dilation), w.shape[3])
-  return _call("forward", y_shape, x, w, strides, pads, dilation, groups)
+# The three passes are bilinear, and each one's VJP is made of the other two,
+# so every order of reverse-mode derivative runs on oneDNN.
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _forward(x, w, geometry: Geometry):
+  y_shape = (x.shape[0], *_out_hw(x.shape, w.shape, geometry), w.shape[3])
+  return _call("forward", y_shape, x, w, geometry)
 
 
-def _conv_fwd(x, w, strides, pads, dilation, groups):
-  return _conv(x, w, strides, pads, dilation, groups), (x, w)
-
-
-def _conv_bwd(strides, pads, dilation, groups, residuals, g):
+def _forward_bwd(geometry, residuals, g):
   x, w = residuals
-  dx = _call("input_grad", x.shape, g, w, strides, pads, dilation, groups)
-  dw = _call("kernel_grad", w.shape, x, g, strides, pads, dilation, groups)
-  return dx, dw
+  return (_input_grad(g, w, geometry, x.shape), _kernel_grad(x, g, geometry, w.shape))
 
 
-_conv.defvjp(_conv_fwd, _conv_bwd)
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _input_grad(g, w, geometry: Geometry, x_shape):
+  """∂⟨g, conv(x, w)⟩/∂x: x-shaped."""
+  return _call("input_grad", x_shape, g, w, geometry)
+
+
+def _input_grad_bwd(geometry, x_shape, residuals, ct):
+  g, w = residuals
+  return _forward(ct, w, geometry), _kernel_grad(ct, g, geometry, w.shape)
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
+def _kernel_grad(x, g, geometry: Geometry, w_shape):
+  """∂⟨g, conv(x, w)⟩/∂w: w-shaped."""
+  return _call("kernel_grad", w_shape, x, g, geometry)
+
+
+def _kernel_grad_bwd(geometry, w_shape, residuals, ct):
+  x, g = residuals
+  return _input_grad(g, ct, geometry, x.shape), _forward(x, ct, geometry)
+
+
+_forward.defvjp(lambda x, w, geometry: (_forward(x, w, geometry), (x, w)), _forward_bwd)
+_input_grad.defvjp(
+    lambda g, w, geometry, x_shape: (_input_grad(g, w, geometry, x_shape), (g, w)),
+    _input_grad_bwd)
+_kernel_grad.defvjp(
+    lambda x, g, geometry, w_shape: (_kernel_grad(x, g, geometry, w_shape), (x, g)),
+    _kernel_grad_bwd)
