@@ -132,3 +132,11 @@ def test_second_order_gradients_match_lax(name):
       penalty_grads(conv_lowering.conv_general_dilated))(x, w))
   for a, b in zip(got, want):
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path, monkeypatch):
+  blocker = tmp_path / "a-file"
+  blocker.write_text("")
+  monkeypatch.setenv("CVX_CACHE_DIR", str(blocker / "cache"))  # under a file: not creatable
+  with pytest.raises(onednn.OneDnnUnavailable, match="cannot write the build cache .*CVX_CACHE_DIR"):
+    build.build()

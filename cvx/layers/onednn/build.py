@@ -78,20 +78,28 @@ def build() -> pathlib.Path:
   target = library_path()
   if target.exists():
     return target
-  target.parent.mkdir(parents=True, exist_ok=True)
-  with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
-    partial = pathlib.Path(scratch) / target.name
-    command = _compile_command(partial)
-    try:
-      result = subprocess.run(command, capture_output=True, text=True, check=False)
-    except FileNotFoundError:
-      raise OneDnnUnavailable(
-          f"no C++ compiler {command[0]!r} (set $CXX, or CVX_CPU_CONV=matmul)") from None
-    if result.returncode != 0:
-      raise OneDnnUnavailable(
-          f"compiling {SOURCE.name} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
-    os.replace(partial, target)
+  try:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as scratch:
+      partial = pathlib.Path(scratch) / target.name
+      _compile(partial)
+      os.replace(partial, target)
+  except OSError as error:
+    raise OneDnnUnavailable(
+        f"cannot write the build cache {target.parent} ({error}); set $CVX_CACHE_DIR") from None
   return target
+
+
+def _compile(output: pathlib.Path) -> None:
+  command = _compile_command(output)
+  try:
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+  except FileNotFoundError:
+    raise OneDnnUnavailable(
+        f"no C++ compiler {command[0]!r} (set $CXX, or CVX_CPU_CONV=matmul)") from None
+  if result.returncode != 0:
+    raise OneDnnUnavailable(
+        f"compiling {SOURCE.name} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
 
 
 @functools.cache
