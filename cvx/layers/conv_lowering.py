@@ -163,7 +163,7 @@ def conv_general_dilated(lhs, rhs, window_strides, padding, lhs_dilation=None,
     padding = lax.padtype_to_pads(lhs.shape[1:3], kernel, window_strides, padding)
   spec = _Spec(tuple(window_strides), tuple(tuple(p) for p in padding), dilation,
                feature_group_count, precision)
-  if min(_out_hw(lhs.shape, rhs.shape, spec)) <= 0:  # Empty output: nothing to lower.
+  if min(lhs.shape[0], *_out_hw(lhs.shape, rhs.shape, spec)) <= 0:  # Empty output.
     return native()
   if cpu_conv_mode() == "onednn" and onednn.supports(lhs, rhs):
     return onednn.conv(lhs, rhs, spec.strides, spec.pads, spec.dilation, spec.groups)

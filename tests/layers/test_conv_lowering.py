@@ -190,6 +190,15 @@ def test_non_cpu_backend_uses_native(monkeypatch):
   assert "custom_vjp_call" not in jaxpr and "conv_general_dilated" in jaxpr
 
 
+def test_empty_batch_gives_laxs_empty_output_and_zero_kernel_gradient():
+  case = ((0, 8, 8, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1)
+  x, w = inputs(case)
+  f = conv_fn(conv_lowering.conv_general_dilated, case)
+  y, (dx, dw) = f(x, w), jax.grad(lambda x, w: f(x, w).sum(), (0, 1))(x, w)
+  assert y.shape == (0, 8, 8, 32) and dx.shape == x.shape
+  np.testing.assert_array_equal(dw, np.zeros(w.shape))
+
+
 def test_unsupported_layout_falls_back():
   x, w = jnp.ones((2, 3, 8, 8)), jnp.ones((4, 3, 3, 3))  # NCHW/OIHW (lax default).
   jaxpr = str(jax.make_jaxpr(

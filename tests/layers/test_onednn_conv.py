@@ -55,6 +55,27 @@ def test_resnet_stage_shapes_match_lax():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
+EDGE_CASES = {
+    "empty_batch": ((0, 8, 8, 4), (3, 3, 4, 8), (1, 1), "SAME", (1, 1), 1),
+    "1x1_map": ((2, 1, 1, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),
+    "kernel_beyond_input": ((2, 3, 3, 4), (5, 5, 4, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    "stride_beyond_kernel": ((2, 9, 9, 4), (2, 2, 4, 8), (4, 3), "VALID", (1, 1), 1),
+    "one_sided_pads": ((2, 5, 5, 4), (3, 3, 4, 8), (1, 1), ((3, 0), (0, 3)), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("name", EDGE_CASES)
+def test_edge_shapes_match_lax(name):
+  case = EDGE_CASES[name]
+  x, w = inputs(case)
+  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
+      conv_fn(lax.conv_general_dilated, case), x, w).shape)
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated",
                                   "explicit_dilated_batch1", "negative_pad"])
 def test_check_grads(name):
