@@ -3,10 +3,10 @@
 :func:`conv_general_dilated` has the signature of ``lax.conv_general_dilated``
 and computes the same function. On CPU, by mode (``CVX_CPU_CONV``):
 
-- ``onednn`` (the default where it builds): float32 convs as oneDNN custom
-  calls (:mod:`cvx.layers.onednn`), the direct convolutions PyTorch's CPU
-  training uses; other dtypes take the matmul lowering.
-- ``matmul`` (the default where oneDNN is unavailable): a ``jax.custom_vjp``
+- ``onednn`` (the default on one device where it builds): float32 convs as
+  oneDNN custom calls (:mod:`cvx.layers.onednn`), the direct convolutions
+  PyTorch's CPU training uses; other dtypes take the matmul lowering.
+- ``matmul`` (the default otherwise, see :func:`cpu_conv_mode`): a ``jax.custom_vjp``
   that picks, per conv, the formulation that measured fastest in XLA
   (``benchmarks/RESULTS.md``):
 
@@ -103,10 +103,14 @@ def cpu_lowering_active() -> bool:
 
 def cpu_conv_mode() -> str:
   """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else
-  'onednn' if oneDNN builds here (checked once), else 'matmul'."""
+  'onednn' on a single device where oneDNN builds (checked once), else
+  'matmul'. With several devices (or processes) XLA's partitioner cannot
+  split a custom call over a batch-sharded ``jit``: it would gather the whole
+  batch onto every device, so the default there is the matmul lowering, which
+  XLA partitions; 'onednn' stays right per device under ``pmap``."""
   mode = _mode_override or os.environ.get(ENV_VAR)
   if mode is None:
-    return "onednn" if onednn.available() else "matmul"
+    return "onednn" if jax.device_count() == 1 and onednn.available() else "matmul"
   if mode not in MODES:
     raise ValueError(f"${ENV_VAR} must be one of {MODES}, got {mode!r}")
   return mode
