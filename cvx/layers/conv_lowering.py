@@ -5,10 +5,11 @@ and computes the same function. On CPU, by mode (``CVX_CPU_CONV``):
 
 - ``onednn`` (the default on one device where it builds): float32 convs as
   oneDNN custom calls (:mod:`cvx.layers.onednn`), the direct convolutions
-  PyTorch's CPU training uses; other dtypes take the matmul lowering.
-- ``matmul`` (the default otherwise, see :func:`cpu_conv_mode`): a ``jax.custom_vjp``
-  that picks, per conv, the formulation that measured fastest in XLA
-  (``benchmarks/RESULTS.md``):
+  PyTorch's CPU training uses, split over a batch-sharded mesh by XLA's
+  partitioner; other dtypes take the matmul lowering.
+- ``matmul`` (the default otherwise, see :func:`cpu_conv_mode`): a
+  ``jax.custom_vjp`` that picks, per conv, the formulation that measured
+  fastest in XLA (``benchmarks/RESULTS.md``):
 
   - forward: inputs of at most 3 channels (the first layer) as one fused sum of
     broadcast multiplies; ≥ 32 output channels with shallow patches
@@ -104,10 +105,10 @@ def cpu_lowering_active() -> bool:
 def cpu_conv_mode() -> str:
   """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else
   'onednn' on a single device where oneDNN builds (checked once), else
-  'matmul'. With several devices (or processes) XLA's partitioner cannot
-  split a custom call over a batch-sharded ``jit``: it would gather the whole
-  batch onto every device, so the default there is the matmul lowering, which
-  XLA partitions; 'onednn' stays right per device under ``pmap``."""
+  'matmul'. Several devices or processes keep the matmul lowering by default:
+  oneDNN splits over a batch-sharded mesh, but two ``jax.distributed``
+  processes trained to other rounding than one process with as many devices
+  (a loss 4e-4 apart at step 10 of 12), which the matmul lowering does not."""
   mode = _mode_override or os.environ.get(ENV_VAR)
   if mode is None:
     return "onednn" if jax.device_count() == 1 and onednn.available() else "matmul"

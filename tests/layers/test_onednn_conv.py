@@ -1,6 +1,9 @@
 """The oneDNN conv custom calls compute lax.conv_general_dilated and its
-gradients; the library builds once, atomically, and fails clearly."""
+gradients, split over a device mesh; the library builds once, atomically,
+and fails clearly."""
 import os
+import subprocess
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -96,6 +99,47 @@ def test_vmap_over_whole_batches():
                          in_axes=(0, None)))(xs, w)
   want = jnp.stack([kernel_grad(lax.conv_general_dilated)(b, w) for b in xs])
   np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+_ON_FOUR_DEVICES = """
+import jax, jax.numpy as jnp, numpy as np
+from jax import lax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from cvx.layers import conv_lowering
+assert conv_lowering.cpu_conv_mode() == "matmul"  # the default with several devices
+conv_lowering.set_cpu_conv("onednn")
+assert jax.device_count() == 4
+
+def loss(conv):
+  return lambda x, w: jnp.sum(jnp.sin(conv(
+      x, w, (2, 1), ((1, 1), (0, 2)), dimension_numbers=("NHWC", "HWIO", "NHWC"))) ** 2)
+
+x = jax.random.normal(jax.random.key(0), (16, 9, 8, 6))
+w = jax.random.normal(jax.random.key(1), (3, 3, 6, 8))
+batch = NamedSharding(Mesh(jax.devices(), ("data",)), P("data"))
+sharded = jax.jit(jax.value_and_grad(loss(conv_lowering.conv_general_dilated), (0, 1)),
+                  in_shardings=(batch, None))
+hlo = sharded.lower(x, w).compile().as_text()
+assert "CvxOneDnnConvBackwardWeights" in hlo and "all-gather" not in hlo, "batch gathered"
+value, (dx, dw) = sharded(x, w)
+want_value, (want_dx, want_dw) = jax.value_and_grad(loss(lax.conv_general_dilated), (0, 1))(x, w)
+assert dx.sharding.spec == P("data"), dx.sharding
+np.testing.assert_allclose(value, want_value, rtol=1e-5)
+np.testing.assert_allclose(dx, want_dx, rtol=1e-5, atol=1e-4)
+np.testing.assert_allclose(dw, want_dw, rtol=1e-5, atol=1e-3)
+print("ok")
+"""
+
+
+def test_batch_sharded_jit_splits_the_calls_over_the_devices():
+  """Four devices, the batch sharded: each device convolves its own shard (no
+  all-gather of the batch), the kernel gradient is summed over them, and the
+  values and gradients are lax's."""
+  env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4")
+  env.pop(conv_lowering.ENV_VAR, None)
+  result = subprocess.run([sys.executable, "-c", _ON_FOUR_DEVICES], env=env,
+                          capture_output=True, text=True, check=False)
+  assert result.returncode == 0 and result.stdout.split() == ["ok"], result.stderr[-3000:]
 
 
 def test_other_dtypes_take_the_matmul_lowering():

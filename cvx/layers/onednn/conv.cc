@@ -182,7 +182,8 @@ ffi::Error Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out
         : memory(plan->kernel, engine, hwio_data);
     if (plan->reorders_kernel && pass != Pass::kBackwardWeights)
       plan->kernel_reorder.execute(stream, hwio, kernel);
-    memory x(Activations(g.x), engine), y(Activations(g.y), engine);
+    memory x(Activations(g.x), engine, DNNL_MEMORY_NONE);
+    memory y(Activations(g.y), engine, DNNL_MEMORY_NONE);
     std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
     switch (pass) {
       case Pass::kForward:

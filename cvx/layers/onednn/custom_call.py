@@ -18,7 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
-from cvx.layers.onednn import build
+from cvx.layers.onednn import build, sharding
 
 _TARGETS = {"forward": "CvxOneDnnConvForward", "input_grad": "CvxOneDnnConvBackwardData",
             "kernel_grad": "CvxOneDnnConvBackwardWeights"}
@@ -94,10 +94,29 @@ def conv(x, w, strides, pads, dilation, groups):
 
 # The three passes are bilinear, and each one's VJP is made of the other two,
 # so every order of reverse-mode derivative runs on oneDNN.
-@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
-def _forward(x, w, geometry: Geometry):
+def _forward_call(x, w, geometry: Geometry):
   y_shape = (x.shape[0], *_out_hw(x.shape, w.shape, geometry), w.shape[3])
   return _call("forward", y_shape, x, w, geometry)
+
+
+def _input_grad_call(g, w, geometry: Geometry, x_hwc):
+  return _call("input_grad", (g.shape[0], *x_hwc), g, w, geometry)
+
+
+def _kernel_grad_call(x, g, geometry: Geometry, w_shape):
+  return _call("kernel_grad", w_shape, x, g, geometry)
+
+
+# The calls as XLA's partitioner splits them over a batch-sharded mesh.
+_forward_sharded = sharding.along_batch(_forward_call, sharding.FORWARD_RULE, (2,))
+_input_grad_sharded = sharding.along_batch(_input_grad_call, sharding.INPUT_GRAD_RULE, (2, 3))
+_kernel_grad_sharded = sharding.summed_over_batch(
+    _kernel_grad_call, sharding.KERNEL_GRAD_RULE, (2, 3))
+
+
+@functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
+def _forward(x, w, geometry: Geometry):
+  return _forward_sharded(x, w, geometry)
 
 
 def _forward_bwd(geometry, residuals, g):
@@ -108,7 +127,7 @@ def _forward_bwd(geometry, residuals, g):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _input_grad(g, w, geometry: Geometry, x_shape):
   """∂⟨g, conv(x, w)⟩/∂x: x-shaped."""
-  return _call("input_grad", x_shape, g, w, geometry)
+  return _input_grad_sharded(g, w, geometry, tuple(x_shape[1:]))
 
 
 def _input_grad_bwd(geometry, x_shape, residuals, ct):
@@ -119,7 +138,7 @@ def _input_grad_bwd(geometry, x_shape, residuals, ct):
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2, 3))
 def _kernel_grad(x, g, geometry: Geometry, w_shape):
   """∂⟨g, conv(x, w)⟩/∂w: w-shaped."""
-  return _call("kernel_grad", w_shape, x, g, geometry)
+  return _kernel_grad_sharded(x, g, geometry, tuple(w_shape))
 
 
 def _kernel_grad_bwd(geometry, w_shape, residuals, ct):
