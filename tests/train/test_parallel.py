@@ -1,5 +1,11 @@
 """Data parallelism gives the numbers of one device: 1 vs 8 fake CPU devices on
-the jit and pmap paths, and two ``jax.distributed`` processes vs one."""
+the jit and pmap paths, and two ``jax.distributed`` processes vs one.
+
+Every run uses the matmul conv lowering (the CPU default with several
+devices), so the one-device reference computes the same convolutions; the
+oneDNN convs' split over a mesh is tested in tests/layers/test_onednn_conv.py.
+"""
+import os
 import socket
 import subprocess
 
@@ -15,6 +21,17 @@ ARGS = ["--config.batch_size=32", "--config.num_train_steps=12",
         "--config.checkpoint_every_steps=100", "--config.augment=affine",
         "--config.model_kwargs.batch_norm=True", "--config.optimizer.name=momentum",
         "--config.optimizer.learning_rate=0.05", "--config.schedule.name=constant"]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def matmul_conv_lowering():
+  previous = os.environ.get("CVX_CPU_CONV")
+  os.environ["CVX_CPU_CONV"] = "matmul"  # read by the cvx.main subprocesses
+  yield
+  if previous is None:
+    os.environ.pop("CVX_CPU_CONV")
+  else:
+    os.environ["CVX_CPU_CONV"] = previous
 
 
 def _assert_same_training(workdir, reference):
