@@ -8,7 +8,8 @@ of the forward pass, the input gradient and the kernel gradient. Each pass is a
 order (gradient penalties) run on oneDNN. The calls exist only on the CPU
 platform: callers choose
 this path at trace time on CPU (see :mod:`cvx.layers.conv_lowering`).
-Under ``jax.vmap`` the calls run once per mapped element.
+Under ``jax.vmap`` the calls run once per mapped element; in a batch-sharded
+``jit`` each device runs them on its own shard (:mod:`.sharding`).
 """
 import functools
 from typing import NamedTuple
@@ -92,8 +93,6 @@ def conv(x, w, strides, pads, dilation, groups):
   return _forward(x, w, Geometry(tuple(strides), pads, tuple(dilation), groups))
 
 
-# The three passes are bilinear, and each one's VJP is made of the other two,
-# so every order of reverse-mode derivative runs on oneDNN.
 def _forward_call(x, w, geometry: Geometry):
   y_shape = (x.shape[0], *_out_hw(x.shape, w.shape, geometry), w.shape[3])
   return _call("forward", y_shape, x, w, geometry)
@@ -114,6 +113,8 @@ _kernel_grad_sharded = sharding.summed_over_batch(
     _kernel_grad_call, sharding.KERNEL_GRAD_RULE, (2, 3))
 
 
+# The three passes are bilinear, and each one's VJP is made of the other two,
+# so every order of reverse-mode derivative runs on oneDNN.
 @functools.partial(jax.custom_vjp, nondiff_argnums=(2,))
 def _forward(x, w, geometry: Geometry):
   return _forward_sharded(x, w, geometry)
