@@ -16,6 +16,7 @@
 #include <cstdlib>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -102,6 +103,15 @@ dnnl::convolution_forward::primitive_desc ForwardDesc(const Geometry& g) {
           g.strides, g.dilation, g.pad_low, g.pad_high, UserScratchpad()};
 }
 
+// The input- or kernel-gradient descriptor (Desc), hinted by the forward's.
+template <typename Desc>
+Desc BackwardDesc(const Geometry& g, const memory::desc& hwio,
+                  const dnnl::convolution_forward::primitive_desc& forward) {
+  return Desc(Engine(), dnnl::algorithm::convolution_direct, Activations(g.x), AnyLayout(hwio),
+              Activations(g.y), g.strides, g.dilation, g.pad_low, g.pad_high, forward,
+              UserScratchpad());
+}
+
 template <typename Desc>
 Plan MakePlan(const Desc& desc, const memory::desc& kernel, const memory::desc& hwio,
               bool to_hwio) {
@@ -121,17 +131,13 @@ Plan Build(Pass pass, const Geometry& g) {
     case Pass::kForward:
       return MakePlan(forward, forward.weights_desc(), hwio, false);
     case Pass::kBackwardData: {
-      dnnl::convolution_backward_data::primitive_desc desc(
-          Engine(), dnnl::algorithm::convolution_direct, Activations(g.x), AnyLayout(hwio),
-          Activations(g.y), g.strides, g.dilation, g.pad_low, g.pad_high, forward,
-          UserScratchpad());
+      const auto desc =
+          BackwardDesc<dnnl::convolution_backward_data::primitive_desc>(g, hwio, forward);
       return MakePlan(desc, desc.weights_desc(), hwio, false);
     }
     case Pass::kBackwardWeights: {
-      dnnl::convolution_backward_weights::primitive_desc desc(
-          Engine(), dnnl::algorithm::convolution_direct, Activations(g.x), AnyLayout(hwio),
-          Activations(g.y), g.strides, g.dilation, g.pad_low, g.pad_high, forward,
-          UserScratchpad());
+      const auto desc =
+          BackwardDesc<dnnl::convolution_backward_weights::primitive_desc>(g, hwio, forward);
       return MakePlan(desc, desc.diff_weights_desc(), hwio, true);
     }
   }

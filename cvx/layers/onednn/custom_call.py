@@ -67,8 +67,7 @@ class Geometry(NamedTuple):
 def _call(target: str, result_shape, a, b, geometry: Geometry):
   ensure_available()
   return jax.ffi.ffi_call(
-      _TARGETS[target], jax.ShapeDtypeStruct(result_shape, jnp.float32),
-      vmap_method="sequential")(
+      _TARGETS[target], jax.ShapeDtypeStruct(result_shape, jnp.float32))(
           a, b, strides=np.asarray(geometry.strides, np.int64),
           pads=np.asarray([p for pair in geometry.pads for p in pair], np.int64),
           dilation=np.asarray(geometry.dilation, np.int64), groups=np.int64(geometry.groups))
