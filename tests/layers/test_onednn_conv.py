@@ -58,6 +58,17 @@ def test_resnet_stage_shapes_match_lax():
       np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
+def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
+  """An RGB first layer's dX (col2im) over a batch of two unequal chunks."""
+  case = ((67, 32, 32, 3), (3, 3, 3, 16), (1, 1), "SAME", (1, 1), 1)
+  x, w = inputs(case)
+  g = jax.random.normal(jax.random.key(1), (67, 32, 32, 16))
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):  # dW sums 68,608 terms
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-3)
+
+
 EDGE_CASES = {
     "empty_batch": ((0, 8, 8, 4), (3, 3, 4, 8), (1, 1), "SAME", (1, 1), 1),
     "1x1_map": ((2, 1, 1, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),
