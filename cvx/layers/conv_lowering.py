@@ -106,9 +106,11 @@ def cpu_conv_mode() -> str:
   """The active mode: ``set_cpu_conv``'s, else ``$CVX_CPU_CONV``, else
   'onednn' on a single device where oneDNN builds (checked once), else
   'matmul'. Several devices or processes keep the matmul lowering by default:
-  oneDNN splits over a batch-sharded mesh, but two ``jax.distributed``
-  processes trained to other rounding than one process with as many devices
-  (a loss 4e-4 apart at step 10 of 12), which the matmul lowering does not."""
+  oneDNN splits over a batch-sharded mesh, but its rounding depends on the
+  OpenMP threads each call gets, so two ``jax.distributed`` processes trained
+  to other rounding than one process with as many devices (a loss 4e-4 apart
+  at step 10 of 12; 1e-7 with one thread per call), which the matmul lowering
+  does not."""
   mode = _mode_override or os.environ.get(ENV_VAR)
   if mode is None:
     return "onednn" if jax.device_count() == 1 and onednn.available() else "matmul"
