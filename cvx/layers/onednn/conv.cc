@@ -230,8 +230,8 @@ ffi::Error Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out
 // Input gradients by col2im: ungrouped convs with at most this many input
 // channels (oneDNN's direct dx fills its 16-lane vectors with them) and at
 // least this many output channels (the matmul's depth). Measured on
-// AVX-512 (benchmarks/RESULTS.md): 32×32×3 → 64 3×3 dx 12.3 → 4.8 ms,
-// 224×224×3 → 64 7×7/2 91 → 43 ms; 8 channels about even, 16 twice slower
+// AVX-512 (benchmarks/RESULTS.md): 32×32×3 → 64 3×3 dx 12.3 → 4.7 ms,
+// 224×224×3 → 64 7×7/2 91 → 44 ms; 8 channels about even, 16 1.6× slower
 // by col2im, and 28×28×1 → 6 5×5 slower (2.6 against 2.2 ms).
 constexpr int64_t kCol2ImMaxInChannels = 4;
 constexpr int64_t kCol2ImMinOutChannels = 16;
