@@ -69,6 +69,30 @@ def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
     np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-3)
 
 
+# Stride-1 3×3 convs with ≥ 32 channels in and out: forward and dX by
+# Winograd F(2×2, 3×3). Odd outputs end in partial tiles; a left pad of 3
+# puts the dX tiles' origin inside dy; 648 tiles are chunks of 256, 256 and a
+# zero-padded 136.
+WINOGRAD_CASES = {
+    "valid_odd_out": ((2, 9, 8, 32), (3, 3, 32, 40), (1, 1), "VALID", (1, 1), 1),
+    "asymmetric_pads_batch1": ((1, 7, 9, 48), (3, 3, 48, 32), (1, 1), ((0, 2), (3, 1)),
+                               (1, 1), 1),
+    "three_chunks": ((9, 15, 17, 32), (3, 3, 32, 32), (1, 1), "SAME", (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("name", WINOGRAD_CASES)
+def test_winograd_matches_lax(name):
+  case = WINOGRAD_CASES[name]
+  x, w = inputs(case)
+  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
+      conv_fn(lax.conv_general_dilated, case), x, w).shape)
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):  # sums of 288 to 2,295 terms of unit normals
+    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+
+
 EDGE_CASES = {
     "empty_batch": ((0, 8, 8, 4), (3, 3, 4, 8), (1, 1), "SAME", (1, 1), 1),
     "1x1_map": ((2, 1, 1, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),

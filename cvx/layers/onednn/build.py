@@ -58,7 +58,7 @@ def onednn_paths() -> tuple[pathlib.Path, pathlib.Path]:
 
 def _compile_command(output: pathlib.Path) -> list[str]:
   include, library = onednn_paths()
-  return [*shlex.split(os.environ.get("CXX", "c++")), "-O2", "-std=c++17", "-fopenmp",
+  return [*shlex.split(os.environ.get("CXX", "c++")), "-O3", "-std=c++17", "-fopenmp",
           "-shared", "-fPIC",
           "-isystem", str(include), "-isystem", jax.ffi.include_dir(), str(SOURCE),
           "-o", str(output), str(library), f"-Wl,-rpath,{library.parent}"]
