@@ -524,6 +524,42 @@ void OutputTransform(const WinogradShape& s, const float* products, int64_t firs
   }
 }
 
+// One OpenMP thread's buffers and matmul arguments for chunks of tiles.
+class WinogradWorker {
+ public:
+  WinogradWorker(const WinogradShape& s, const WinogradPlan& plan, const memory& kernel)
+      : shape_(s), plan_(plan), edge_(std::max(s.in_c, s.out_c)) {
+    thread_local ThreadBuffer tiles, products, scratch, edges, rows;
+    tiles_ = static_cast<float*>(tiles.Get(plan.tiles.get_size()));
+    products_ = static_cast<float*>(products.Get(plan.products.get_size()));
+    zeros_ = static_cast<float*>(edges.Get(2 * edge_ * sizeof(float)));  // then discard
+    std::fill(zeros_, zeros_ + edge_, 0.0f);
+    rows_ = static_cast<float*>(rows.Get(16 * edge_ * sizeof(float)));
+    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), tiles_)},
+             {DNNL_ARG_WEIGHTS, kernel},
+             {DNNL_ARG_DST, memory(plan.products, Engine(), products_)},
+             {DNNL_ARG_SCRATCHPAD,
+              memory(plan.scratch, Engine(), scratch.Get(plan.scratch.get_size()))}};
+  }
+
+  // The output tiles [first, first + count) of the conv of `in` into `out`.
+  void Run(const float* in, int64_t first, int64_t count, float* out) {
+    thread_local dnnl::stream stream(Engine());
+    const int64_t chunk = shape_.ChunkTiles();
+    InputTransform(shape_, in, first, count, chunk, zeros_, rows_, tiles_);
+    plan_.matmul.execute(stream, args_);  // single-threaded inside the parallel region
+    stream.wait();
+    OutputTransform(shape_, products_, first, count, chunk, zeros_ + edge_, rows_, out);
+  }
+
+ private:
+  const WinogradShape& shape_;
+  const WinogradPlan& plan_;
+  const int64_t edge_;  // floats in a row of zeros (and of discarded pixels)
+  float *tiles_, *products_, *zeros_, *rows_;
+  std::unordered_map<int, memory> args_;
+};
+
 // out = the stride-1 3×3 conv of `in` with the HWIO kernel (C_in × C_out of
 // the forward conv), or with it rotated and transposed for an input gradient.
 ffi::Error RunWinograd(const WinogradShape& s, const float* hwio, bool rotated, const float* in,
@@ -550,33 +586,27 @@ ffi::Error RunWinograd(const WinogradShape& s, const float* hwio, bool rotated, 
     std::string error;
 #pragma omp parallel
     {
+      // Nothing may leave an OpenMP region by exception, and every thread
+      // must reach the loop's closing barrier: failures are recorded.
+      std::string failure;
+      std::unique_ptr<WinogradWorker> worker;
       try {
-        thread_local dnnl::stream thread_stream(Engine());
-        thread_local ThreadBuffer tiles_buffer, products_buffer, scratch_buffer, edge_buffer,
-            transform_buffer;
-        auto* tiles = static_cast<float*>(tiles_buffer.Get(plan->tiles.get_size()));
-        auto* products = static_cast<float*>(products_buffer.Get(plan->products.get_size()));
-        const size_t edge_floats = std::max(s.in_c, s.out_c);
-        auto* zeros = static_cast<float*>(edge_buffer.Get(2 * edge_floats * sizeof(float)));
-        std::fill(zeros, zeros + edge_floats, 0.0f);
-        auto* rows = static_cast<float*>(transform_buffer.Get(16 * edge_floats * sizeof(float)));
-        const std::unordered_map<int, memory> args{
-            {DNNL_ARG_SRC, memory(plan->tiles, Engine(), tiles)},
-            {DNNL_ARG_WEIGHTS, kernel},
-            {DNNL_ARG_DST, memory(plan->products, Engine(), products)},
-            {DNNL_ARG_SCRATCHPAD, memory(plan->scratch, Engine(),
-                                         scratch_buffer.Get(plan->scratch.get_size()))}};
-#pragma omp for schedule(static)
-        for (int64_t i = 0; i < chunks; ++i) {
-          const int64_t first = i * chunk, count = std::min(chunk, s.Tiles() - first);
-          InputTransform(s, in, first, count, chunk, zeros, rows, tiles);
-          plan->matmul.execute(thread_stream, args);  // one thread inside a parallel region
-          thread_stream.wait();
-          OutputTransform(s, products, first, count, chunk, zeros + edge_floats, rows, out);
-        }
+        worker = std::make_unique<WinogradWorker>(s, *plan, kernel);
       } catch (const std::exception& e) {
+        failure = e.what();
+      }
+#pragma omp for schedule(static)
+      for (int64_t i = 0; i < chunks; ++i) {
+        if (!failure.empty()) continue;
+        try {
+          worker->Run(in, i * chunk, std::min(chunk, s.Tiles() - i * chunk), out);
+        } catch (const std::exception& e) {
+          failure = e.what();
+        }
+      }
+      if (!failure.empty()) {
 #pragma omp critical
-        error = e.what();
+        error = failure;
       }
     }
     if (!error.empty()) throw std::runtime_error(error);
