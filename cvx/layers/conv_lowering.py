@@ -5,10 +5,9 @@ and computes the same function. On CPU, by mode (``CVX_CPU_CONV``):
 
 - ``onednn`` (the default on one device where it builds): float32 convs as
   oneDNN custom calls (:mod:`cvx.layers.onednn`): the direct convolutions
-  PyTorch's CPU training uses, Winograd F(2×2, 3×3) for the forward and input
-  gradient of stride-1 3×3 convs with ≥ 32 channels; split over a
-  batch-sharded mesh by XLA's partitioner; other dtypes take the matmul
-  lowering.
+  PyTorch's CPU training uses, Winograd F(2×2, 3×3) for stride-1 3×3 convs
+  with ≥ 32 channels; split over a batch-sharded mesh by XLA's partitioner;
+  other dtypes take the matmul lowering.
 - ``matmul`` (the default otherwise, see :func:`cpu_conv_mode`): a
   ``jax.custom_vjp`` that picks, per conv, the formulation that measured
   fastest in XLA (``benchmarks/RESULTS.md``):

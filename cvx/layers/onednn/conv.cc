@@ -18,9 +18,9 @@
 // over those channels (a 3-channel dx at ~36 GFLOP/s): the patch gradients
 // dy · Wᵀ are one oneDNN matmul, summed into place (col2im) by OpenMP loops,
 // in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
-// with ≥ 32 channels in and out run their forward and input gradient by
-// Winograd's F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms,
-// 2.25× fewer multiplies); their kernel gradient stays direct.
+// with ≥ 32 channels in and out run all three passes by Winograd's
+// F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
+// multiplies).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -30,6 +30,9 @@
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
+#include <vector>
+
+#include <omp.h>
 
 #include "oneapi/dnnl/dnnl.hpp"
 #include "xla/ffi/api/ffi.h"
@@ -346,7 +349,8 @@ ffi::Error BackwardDataCol2Im(const Geometry& g, const float* dy, const float* w
 // multiplies become 16 matmuls (tiles × C_in)·(C_in × C_out), 2.25× fewer
 // than the direct conv's. Tiles go in chunks that stay in cache, one chunk
 // per OpenMP thread at a time. The input gradient of such a conv is the
-// forward conv of dy with the kernel rotated by 180° and transposed.
+// forward conv of dy with the kernel rotated by 180° and transposed; the
+// kernel gradient sums (A dy Aᵀ) ⊙ (Bᵀ d B) over tiles, then applies Gᵀ·G.
 
 // Convs with at least this many input and output channels (narrower matmuls
 // waste more than the 2.25× saves).
@@ -426,6 +430,25 @@ __attribute__((always_inline)) inline void ApplyG(
   for (int64_t i = 0; i < n; ++i) {
     y0[i] = x0[i], y1[i] = 0.5f * (x0[i] + x1[i] + x2[i]);
     y2[i] = 0.5f * (x0[i] - x1[i] + x2[i]), y3[i] = x2[i];
+  }
+}
+
+// A (2 → 4): the output gradient's rows or columns.
+__attribute__((always_inline)) inline void ApplyA(
+    const float* __restrict x0, const float* __restrict x1, float* __restrict y0,
+    float* __restrict y1, float* __restrict y2, float* __restrict y3, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) y0[i] = x0[i], y1[i] = x0[i] + x1[i], y2[i] = x0[i] - x1[i],
+                                  y3[i] = -x1[i];
+}
+
+// Gᵀ (4 → 3): the kernel gradient's rows or columns.
+__attribute__((always_inline)) inline void ApplyGt(
+    const float* __restrict x0, const float* __restrict x1, const float* __restrict x2,
+    const float* __restrict x3, float* __restrict y0, float* __restrict y1,
+    float* __restrict y2, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) {
+    y0[i] = x0[i] + 0.5f * (x1[i] + x2[i]), y1[i] = 0.5f * (x1[i] - x2[i]);
+    y2[i] = 0.5f * (x1[i] + x2[i]) + x3[i];
   }
 }
 
@@ -524,11 +547,97 @@ void OutputTransform(const WinogradShape& s, const float* products, int64_t firs
   }
 }
 
-// One OpenMP thread's buffers and matmul arguments for chunks of tiles.
+// grads[q][t][k] = (A e Aᵀ)[a][b] for the 2×2 output-gradient tile e of the
+// chunk's tile t (q = a·4 + b); rows of `zeros` stand in for pixels past the
+// output's edge and for the tiles past `count`; `rows` holds 8·out_c floats.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void GradTransform(const WinogradShape& s, const float* dy, int64_t first, int64_t count,
+                   int64_t chunk, const float* zeros, float* rows, float* grads) {
+  const int64_t tiles_h = s.TilesH(), tiles_w = s.TilesW(), k_size = s.out_c;
+  const int64_t plane = chunk * k_size;
+  for (int64_t t = 0; t < chunk; ++t) {
+    const float* e[2][2];
+    const int64_t tile = first + t;
+    const int64_t n = tile / (tiles_h * tiles_w), th = tile / tiles_w % tiles_h,
+                  tw = tile % tiles_w;
+    for (int64_t i = 0; i < 2; ++i) {
+      for (int64_t j = 0; j < 2; ++j) {
+        const int64_t h = 2 * th + i, w = 2 * tw + j;
+        const bool inside = t < count && h < s.out_h && w < s.out_w;
+        e[i][j] = inside ? dy + ((n * s.out_h + h) * s.out_w + w) * k_size : zeros;
+      }
+    }
+    float* r = rows;  // (e Aᵀ)[i][b] at r + (4i + b)·k_size
+    for (int64_t i = 0; i < 2; ++i)
+      ApplyA(e[i][0], e[i][1], r + 4 * i * k_size, r + (4 * i + 1) * k_size,
+             r + (4 * i + 2) * k_size, r + (4 * i + 3) * k_size, k_size);
+    float* v = grads + t * k_size;
+    for (int64_t b = 0; b < 4; ++b)
+      ApplyA(r + b * k_size, r + (4 + b) * k_size, v + b * plane, v + (4 + b) * plane,
+             v + (8 + b) * plane, v + (12 + b) * plane, k_size);
+  }
+}
+
+// hwio (3×3×C×K) = Gᵀ u G for u = the transformed kernel gradient (16 × C ×
+// K); `rows` holds 12·K floats.
+__attribute__((target_clones("avx512f", "avx2", "default")))
+void KernelGradTransform(const float* u, int64_t in_c, int64_t out_c, float* rows,
+                         float* hwio) {
+  const int64_t tap = in_c * out_c;
+  for (int64_t c = 0; c < in_c; ++c) {
+    const float* uc = u + c * out_c;  // u[a][b] at uc + (4a + b)·tap
+    float* r = rows;                  // (Gᵀ u)[i][b] at r + (4i + b)·out_c
+    for (int64_t b = 0; b < 4; ++b)
+      ApplyGt(uc + b * tap, uc + (4 + b) * tap, uc + (8 + b) * tap, uc + (12 + b) * tap,
+              r + b * out_c, r + (4 + b) * out_c, r + (8 + b) * out_c, out_c);
+    float* w = hwio + c * out_c;  // tap (i, j) at w + (3i + j)·tap
+    for (int64_t i = 0; i < 3; ++i) {
+      const float* ri = r + 4 * i * out_c;
+      ApplyGt(ri, ri + out_c, ri + 2 * out_c, ri + 3 * out_c, w + 3 * i * tap,
+              w + (3 * i + 1) * tap, w + (3 * i + 2) * tap, out_c);
+    }
+  }
+}
+
+// Runs worker->Run(i) for i in [0, chunks) over the OpenMP threads, each with
+// its own worker from make(). Nothing may leave an OpenMP region by exception
+// and every thread must reach the loop's closing barrier, so failures are
+// recorded and rethrown after the region.
+template <typename Make>
+void ForEachChunk(int64_t chunks, Make make) {
+  std::string error;
+#pragma omp parallel
+  {
+    std::string failure;
+    decltype(make()) worker;
+    try {
+      worker = make();
+    } catch (const std::exception& e) {
+      failure = e.what();
+    }
+#pragma omp for schedule(static)
+    for (int64_t i = 0; i < chunks; ++i) {
+      if (!failure.empty()) continue;
+      try {
+        worker->Run(i);
+      } catch (const std::exception& e) {
+        failure = e.what();
+      }
+    }
+    if (!failure.empty()) {
+#pragma omp critical
+      error = failure;
+    }
+  }
+  if (!error.empty()) throw std::runtime_error(error);
+}
+
+// One OpenMP thread's buffers and matmul arguments for the conv's chunks.
 class WinogradWorker {
  public:
-  WinogradWorker(const WinogradShape& s, const WinogradPlan& plan, const memory& kernel)
-      : shape_(s), plan_(plan), edge_(std::max(s.in_c, s.out_c)) {
+  WinogradWorker(const WinogradShape& s, const WinogradPlan& plan, const memory& kernel,
+                 const float* in, float* out)
+      : shape_(s), plan_(plan), in_(in), out_(out), edge_(std::max(s.in_c, s.out_c)) {
     thread_local ThreadBuffer tiles, products, scratch, edges, rows;
     tiles_ = static_cast<float*>(tiles.Get(plan.tiles.get_size()));
     products_ = static_cast<float*>(products.Get(plan.products.get_size()));
@@ -542,19 +651,22 @@ class WinogradWorker {
               memory(plan.scratch, Engine(), scratch.Get(plan.scratch.get_size()))}};
   }
 
-  // The output tiles [first, first + count) of the conv of `in` into `out`.
-  void Run(const float* in, int64_t first, int64_t count, float* out) {
+  // The output tiles of chunk i.
+  void Run(int64_t i) {
     thread_local dnnl::stream stream(Engine());
-    const int64_t chunk = shape_.ChunkTiles();
-    InputTransform(shape_, in, first, count, chunk, zeros_, rows_, tiles_);
+    const int64_t chunk = shape_.ChunkTiles(), first = i * chunk;
+    const int64_t count = std::min(chunk, shape_.Tiles() - first);
+    InputTransform(shape_, in_, first, count, chunk, zeros_, rows_, tiles_);
     plan_.matmul.execute(stream, args_);  // single-threaded inside the parallel region
     stream.wait();
-    OutputTransform(shape_, products_, first, count, chunk, zeros_ + edge_, rows_, out);
+    OutputTransform(shape_, products_, first, count, chunk, zeros_ + edge_, rows_, out_);
   }
 
  private:
   const WinogradShape& shape_;
   const WinogradPlan& plan_;
+  const float* in_;
+  float* out_;
   const int64_t edge_;  // floats in a row of zeros (and of discarded pixels)
   float *tiles_, *products_, *zeros_, *rows_;
   std::unordered_map<int, memory> args_;
@@ -582,34 +694,102 @@ ffi::Error RunWinograd(const WinogradShape& s, const float* hwio, bool rotated, 
     memory kernel(plan->kernel, Engine(), kernel_buffer.Get(plan->kernel.get_size()));
     plan->kernel_reorder.execute(stream, user_kernel, kernel);
     stream.wait();
-    const int64_t chunks = (s.Tiles() + chunk - 1) / chunk;
-    std::string error;
-#pragma omp parallel
-    {
-      // Nothing may leave an OpenMP region by exception, and every thread
-      // must reach the loop's closing barrier: failures are recorded.
-      std::string failure;
-      std::unique_ptr<WinogradWorker> worker;
-      try {
-        worker = std::make_unique<WinogradWorker>(s, *plan, kernel);
-      } catch (const std::exception& e) {
-        failure = e.what();
-      }
-#pragma omp for schedule(static)
-      for (int64_t i = 0; i < chunks; ++i) {
-        if (!failure.empty()) continue;
-        try {
-          worker->Run(in, i * chunk, std::min(chunk, s.Tiles() - i * chunk), out);
-        } catch (const std::exception& e) {
-          failure = e.what();
-        }
-      }
-      if (!failure.empty()) {
-#pragma omp critical
-        error = failure;
-      }
-    }
-    if (!error.empty()) throw std::runtime_error(error);
+    ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
+      return std::make_unique<WinogradWorker>(s, *plan, kernel, in, out);
+    });
+  } catch (const std::exception& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
+// The 16 batched matmuls u[q] += V[q]ᵀ · E[q] of the kernel gradient over a
+// chunk: V (16 × chunk × C_in) the input tiles, E (16 × chunk × C_out) the
+// output-gradient tiles, u (16 × C_in × C_out) a thread's running sum.
+struct WinogradGradPlan {
+  dnnl::matmul matmul;
+  memory::desc tiles, grads, sums, scratch;
+};
+
+WinogradGradPlan BuildWinogradGrad(int64_t chunk, int64_t in_c, int64_t out_c) {
+  const auto f32 = memory::data_type::f32;
+  const memory::desc tiles({16, in_c, chunk}, f32, memory::dims{chunk * in_c, 1, in_c});
+  const memory::desc grads({16, chunk, out_c}, f32, memory::format_tag::abc);
+  const memory::desc sums({16, in_c, out_c}, f32, memory::format_tag::abc);
+  dnnl::post_ops accumulate;
+  accumulate.append_sum();
+  dnnl::primitive_attr attr = UserScratchpad();
+  attr.set_post_ops(accumulate);
+  const dnnl::matmul::primitive_desc desc(Engine(), tiles, grads, sums, attr);
+  return {dnnl::matmul(desc), tiles, grads, sums, desc.scratchpad_desc()};
+}
+
+// One OpenMP thread's buffers, matmul arguments and running sum for the
+// kernel gradient's chunks; the sum is registered in sums[thread].
+class WinogradGradWorker {
+ public:
+  WinogradGradWorker(const WinogradShape& s, const WinogradGradPlan& plan, const float* x,
+                     const float* dy, std::vector<float*>& sums)
+      : shape_(s), plan_(plan), x_(x), dy_(dy), edge_(std::max(s.in_c, s.out_c)) {
+    thread_local ThreadBuffer tiles, grads, sum, scratch, edges, rows;
+    tiles_ = static_cast<float*>(tiles.Get(plan.tiles.get_size()));
+    grads_ = static_cast<float*>(grads.Get(plan.grads.get_size()));
+    auto* sum_data = static_cast<float*>(sum.Get(plan.sums.get_size()));
+    std::fill(sum_data, sum_data + plan.sums.get_size() / sizeof(float), 0.0f);
+    sums[omp_get_thread_num()] = sum_data;
+    zeros_ = static_cast<float*>(edges.Get(edge_ * sizeof(float)));
+    std::fill(zeros_, zeros_ + edge_, 0.0f);
+    rows_ = static_cast<float*>(rows.Get(16 * edge_ * sizeof(float)));
+    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), tiles_)},
+             {DNNL_ARG_WEIGHTS, memory(plan.grads, Engine(), grads_)},
+             {DNNL_ARG_DST, memory(plan.sums, Engine(), sum_data)},
+             {DNNL_ARG_SCRATCHPAD,
+              memory(plan.scratch, Engine(), scratch.Get(plan.scratch.get_size()))}};
+  }
+
+  // Adds chunk i's products to the running sum.
+  void Run(int64_t i) {
+    thread_local dnnl::stream stream(Engine());
+    const int64_t chunk = shape_.ChunkTiles(), first = i * chunk;
+    const int64_t count = std::min(chunk, shape_.Tiles() - first);
+    InputTransform(shape_, x_, first, count, chunk, zeros_, rows_, tiles_);
+    GradTransform(shape_, dy_, first, count, chunk, zeros_, rows_, grads_);
+    plan_.matmul.execute(stream, args_);  // single-threaded inside the parallel region
+    stream.wait();
+  }
+
+ private:
+  const WinogradShape& shape_;
+  const WinogradGradPlan& plan_;
+  const float *x_, *dy_;
+  const int64_t edge_;  // floats in a row of zeros
+  float *tiles_, *grads_, *zeros_, *rows_;
+  std::unordered_map<int, memory> args_;
+};
+
+// dw of the stride-1 3×3 conv of x (shape s) from dy: with M = U ⊙ V per tile
+// and y = Aᵀ M A, ∂L/∂U = Σ_tiles (A dy Aᵀ) ⊙ V and dw = Gᵀ (∂L/∂U) G. Each
+// OpenMP thread sums its chunks; the threads' sums are added in thread order.
+ffi::Error RunWinogradKernelGrad(const WinogradShape& s, const float* x, const float* dy,
+                                 float* dw) {
+  const int64_t chunk = s.ChunkTiles();
+  try {
+    const auto plan = Cached<WinogradGradPlan>(
+        "winograd_dw," + std::to_string(chunk) + "," + std::to_string(s.in_c) + "," +
+            std::to_string(s.out_c),
+        [&] { return BuildWinogradGrad(chunk, s.in_c, s.out_c); });
+    std::vector<float*> sums(omp_get_max_threads(), nullptr);
+    ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
+      return std::make_unique<WinogradGradWorker>(s, *plan, x, dy, sums);
+    });
+    float* total = sums[0];
+    const int64_t sum_floats = 16 * s.in_c * s.out_c;
+    for (size_t t = 1; t < sums.size(); ++t)
+      if (sums[t] != nullptr)
+        for (int64_t i = 0; i < sum_floats; ++i) total[i] += sums[t][i];
+    thread_local ThreadBuffer rows;
+    KernelGradTransform(total, s.in_c, s.out_c,
+                        static_cast<float*>(rows.Get(12 * s.out_c * sizeof(float))), dw);
   } catch (const std::exception& e) {
     return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
   }
@@ -652,6 +832,9 @@ ffi::Error BackwardWeights(Tensor x, Tensor dy, Result dw, Ints strides, Ints pa
                            Ints dilation, int64_t groups) {
   const Geometry g = MakeGeometry(Dims(x.dimensions()), Dims(dw->dimensions()),
                                   Dims(dy.dimensions()), strides, pads, dilation, groups);
+  if (UsesWinograd(g))
+    return RunWinogradKernelGrad(ForwardShape(g), x.typed_data(), dy.typed_data(),
+                                 dw->typed_data());
   return Execute(Pass::kBackwardWeights, g, x.untyped_data(), dy.untyped_data(),
                  dw->untyped_data());
 }
