@@ -31,17 +31,24 @@ def _value_and_grads(impl, case):
   return jax.jit(f)
 
 
+def _assert_matches_lax(case, rtol=1e-5, atol=1e-4):
+  """Output, dX and dW of the default-mode conv against lax's, jitted."""
+  x, w = inputs(case)
+  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
+      conv_fn(lax.conv_general_dilated, case), x, w).shape)
+  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
+  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
+  for a, b in zip(got, want):
+    np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)
+
+
 @pytest.mark.parametrize("name", CASES)
 def test_output_and_gradients_match_lax(name):
   case = CASES[name]
   x, w = inputs(case)
-  f = conv_fn(conv_lowering.conv_general_dilated, case)
-  assert "CvxOneDnnConvForward" in str(jax.make_jaxpr(f)(x, w))
-  g = jax.random.normal(jax.random.key(1), jax.eval_shape(f, x, w).shape)
-  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
-  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
-  for a, b in zip(got, want):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  assert "CvxOneDnnConvForward" in str(jax.make_jaxpr(conv_fn(
+      conv_lowering.conv_general_dilated, case))(x, w))
+  _assert_matches_lax(case)
 
 
 def test_resnet_stage_shapes_match_lax():
@@ -49,27 +56,16 @@ def test_resnet_stage_shapes_match_lax():
   picks its blocked AVX kernels (the small cases may take reference ones)."""
   for case in [((32, 16, 16, 64), (3, 3, 64, 64), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),
                ((32, 16, 16, 64), (1, 1, 64, 128), (2, 2), "VALID", (1, 1), 1)]:
-    x, w = inputs(case)
-    g = jax.random.normal(jax.random.key(1), jax.eval_shape(
-        conv_fn(lax.conv_general_dilated, case), x, w).shape)
-    got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
-    want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
-    for a, b in zip(got, want):  # sums of up to 8,192 terms
-      np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+    _assert_matches_lax(case, rtol=1e-4, atol=1e-3)  # sums of up to 8,192 terms
 
 
 def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
   """An RGB first layer's dX (col2im) over a batch of two unequal chunks."""
   case = ((67, 32, 32, 3), (3, 3, 3, 16), (1, 1), "SAME", (1, 1), 1)
-  x, w = inputs(case)
-  g = jax.random.normal(jax.random.key(1), (67, 32, 32, 16))
-  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
-  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
-  for a, b in zip(got, want):  # dW sums 68,608 terms
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=2e-3)
+  _assert_matches_lax(case, rtol=1e-4, atol=2e-3)  # dW sums 68,608 terms
 
 
-# Stride-1 3×3 convs with ≥ 32 channels in and out: forward and dX by
+# Stride-1 3×3 convs with ≥ 32 channels in and out: all three passes by
 # Winograd F(2×2, 3×3). Odd outputs end in partial tiles; a left pad of 3
 # puts the dX tiles' origin inside dy; 648 tiles are chunks of 256, 256 and a
 # zero-padded 136.
@@ -83,14 +79,8 @@ WINOGRAD_CASES = {
 
 @pytest.mark.parametrize("name", WINOGRAD_CASES)
 def test_winograd_matches_lax(name):
-  case = WINOGRAD_CASES[name]
-  x, w = inputs(case)
-  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
-      conv_fn(lax.conv_general_dilated, case), x, w).shape)
-  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
-  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
-  for a, b in zip(got, want):  # sums of 288 to 2,295 terms of unit normals
-    np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
+  # Sums of 288 to 2,295 terms of unit normals.
+  _assert_matches_lax(WINOGRAD_CASES[name], rtol=1e-4, atol=1e-3)
 
 
 EDGE_CASES = {
@@ -104,14 +94,7 @@ EDGE_CASES = {
 
 @pytest.mark.parametrize("name", EDGE_CASES)
 def test_edge_shapes_match_lax(name):
-  case = EDGE_CASES[name]
-  x, w = inputs(case)
-  g = jax.random.normal(jax.random.key(1), jax.eval_shape(
-      conv_fn(lax.conv_general_dilated, case), x, w).shape)
-  got = _value_and_grads(conv_lowering.conv_general_dilated, case)(x, w, g)
-  want = _value_and_grads(lax.conv_general_dilated, case)(x, w, g)
-  for a, b in zip(got, want):
-    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-4)
+  _assert_matches_lax(EDGE_CASES[name])
 
 
 @pytest.mark.parametrize("name", ["same_s2", "groups3", "depthwise_mult2_dilated",

@@ -191,46 +191,41 @@ class ThreadBuffer {
   size_t size_ = 0;
 };
 
-ffi::Error Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out) {
-  try {
-    const auto plan = CachedPlan(pass, g);
-    thread_local dnnl::stream stream(Engine());
-    thread_local ThreadBuffer scratch_buffer, kernel_buffer;
-    dnnl::engine& engine = Engine();
-    memory scratch(plan->scratch, engine, scratch_buffer.Get(plan->scratch.get_size()));
-    // The kernel operand (or result) in HWIO, and in the layout the conv uses.
-    void* hwio_data = pass == Pass::kBackwardWeights ? out : in1;
-    memory hwio(Kernel(g.w, g.groups), engine, hwio_data);
-    memory kernel = plan->reorders_kernel
-        ? memory(plan->kernel, engine, kernel_buffer.Get(plan->kernel.get_size()))
-        : memory(plan->kernel, engine, hwio_data);
-    if (plan->reorders_kernel && pass != Pass::kBackwardWeights)
-      plan->kernel_reorder.execute(stream, hwio, kernel);
-    memory x(Activations(g.x), engine, DNNL_MEMORY_NONE);
-    memory y(Activations(g.y), engine, DNNL_MEMORY_NONE);
-    std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
-    switch (pass) {
-      case Pass::kForward:
-        x.set_data_handle(in0), y.set_data_handle(out);
-        args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DST, y}});
-        break;
-      case Pass::kBackwardData:
-        y.set_data_handle(in0), x.set_data_handle(out);
-        args.insert({{DNNL_ARG_DIFF_DST, y}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DIFF_SRC, x}});
-        break;
-      case Pass::kBackwardWeights:
-        x.set_data_handle(in0), y.set_data_handle(in1);
-        args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, y}, {DNNL_ARG_DIFF_WEIGHTS, kernel}});
-        break;
-    }
-    plan->conv.execute(stream, args);
-    if (plan->reorders_kernel && pass == Pass::kBackwardWeights)
-      plan->kernel_reorder.execute(stream, kernel, hwio);
-    stream.wait();
-  } catch (const std::exception& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
+void Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out) {
+  const auto plan = CachedPlan(pass, g);
+  thread_local dnnl::stream stream(Engine());
+  thread_local ThreadBuffer scratch_buffer, kernel_buffer;
+  dnnl::engine& engine = Engine();
+  memory scratch(plan->scratch, engine, scratch_buffer.Get(plan->scratch.get_size()));
+  // The kernel operand (or result) in HWIO, and in the layout the conv uses.
+  void* hwio_data = pass == Pass::kBackwardWeights ? out : in1;
+  memory hwio(Kernel(g.w, g.groups), engine, hwio_data);
+  memory kernel = plan->reorders_kernel
+      ? memory(plan->kernel, engine, kernel_buffer.Get(plan->kernel.get_size()))
+      : memory(plan->kernel, engine, hwio_data);
+  if (plan->reorders_kernel && pass != Pass::kBackwardWeights)
+    plan->kernel_reorder.execute(stream, hwio, kernel);
+  memory x(Activations(g.x), engine, DNNL_MEMORY_NONE);
+  memory y(Activations(g.y), engine, DNNL_MEMORY_NONE);
+  std::unordered_map<int, memory> args{{DNNL_ARG_SCRATCHPAD, scratch}};
+  switch (pass) {
+    case Pass::kForward:
+      x.set_data_handle(in0), y.set_data_handle(out);
+      args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DST, y}});
+      break;
+    case Pass::kBackwardData:
+      y.set_data_handle(in0), x.set_data_handle(out);
+      args.insert({{DNNL_ARG_DIFF_DST, y}, {DNNL_ARG_WEIGHTS, kernel}, {DNNL_ARG_DIFF_SRC, x}});
+      break;
+    case Pass::kBackwardWeights:
+      x.set_data_handle(in0), y.set_data_handle(in1);
+      args.insert({{DNNL_ARG_SRC, x}, {DNNL_ARG_DIFF_DST, y}, {DNNL_ARG_DIFF_WEIGHTS, kernel}});
+      break;
   }
-  return ffi::Error::Success();
+  plan->conv.execute(stream, args);
+  if (plan->reorders_kernel && pass == Pass::kBackwardWeights)
+    plan->kernel_reorder.execute(stream, kernel, hwio);
+  stream.wait();
 }
 
 // Input gradients by col2im: ungrouped convs with at most this many input
@@ -309,38 +304,33 @@ void Col2Im(const Geometry& g, const float* patches, int64_t patch, int64_t imag
 }
 
 // dx = col2im(dy · Wᵀ), over chunks of images.
-ffi::Error BackwardDataCol2Im(const Geometry& g, const float* dy, const float* w, float* dx) {
-  try {
-    const int64_t images = g.x[0], pixels_out = g.y[1] * g.y[2], out_channels = g.w[3];
-    const int64_t patch = (g.w[0] * g.w[1] * g.w[2] + kPatchAlign - 1) / kPatchAlign * kPatchAlign;
-    const int64_t image_bytes = pixels_out * patch * static_cast<int64_t>(sizeof(float));
-    const int64_t chunks = std::max<int64_t>(1, images * image_bytes / kCol2ImChunkBytes);
-    const int64_t chunk = (images + chunks - 1) / chunks;
-    thread_local dnnl::stream stream(Engine());
-    thread_local ThreadBuffer kernel_buffer, patch_buffer, scratch_buffer;
-    auto* kernel = static_cast<float*>(kernel_buffer.Get(out_channels * patch * sizeof(float)));
-    PaddedKernelT(g, w, patch, kernel);
-    dnnl::engine& engine = Engine();
-    for (int64_t first = 0; first < images; first += chunk) {
-      const int64_t count = std::min(chunk, images - first), rows = count * pixels_out;
-      const auto plan = Cached<PatchGradPlan>(
-          "col2im," + std::to_string(rows) + "," + std::to_string(out_channels) + "," +
-              std::to_string(patch),
-          [&] { return BuildPatchGrad(rows, out_channels, patch); });
-      auto* patches = static_cast<float*>(patch_buffer.Get(plan->patches.get_size()));
-      void* scratch = scratch_buffer.Get(plan->scratch.get_size());
-      float* dy_chunk = const_cast<float*>(dy) + first * pixels_out * out_channels;
-      plan->matmul.execute(stream, {{DNNL_ARG_SRC, memory(plan->dy, engine, dy_chunk)},
-                                    {DNNL_ARG_WEIGHTS, memory(plan->kernel, engine, kernel)},
-                                    {DNNL_ARG_DST, memory(plan->patches, engine, patches)},
-                                    {DNNL_ARG_SCRATCHPAD, memory(plan->scratch, engine, scratch)}});
-      stream.wait();
-      Col2Im(g, patches, patch, count, dx + first * g.x[1] * g.x[2] * g.x[3]);
-    }
-  } catch (const std::exception& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
+void BackwardDataCol2Im(const Geometry& g, const float* dy, const float* w, float* dx) {
+  const int64_t images = g.x[0], pixels_out = g.y[1] * g.y[2], out_channels = g.w[3];
+  const int64_t patch = (g.w[0] * g.w[1] * g.w[2] + kPatchAlign - 1) / kPatchAlign * kPatchAlign;
+  const int64_t image_bytes = pixels_out * patch * static_cast<int64_t>(sizeof(float));
+  const int64_t chunks = std::max<int64_t>(1, images * image_bytes / kCol2ImChunkBytes);
+  const int64_t chunk = (images + chunks - 1) / chunks;
+  thread_local dnnl::stream stream(Engine());
+  thread_local ThreadBuffer kernel_buffer, patch_buffer, scratch_buffer;
+  auto* kernel = static_cast<float*>(kernel_buffer.Get(out_channels * patch * sizeof(float)));
+  PaddedKernelT(g, w, patch, kernel);
+  dnnl::engine& engine = Engine();
+  for (int64_t first = 0; first < images; first += chunk) {
+    const int64_t count = std::min(chunk, images - first), rows = count * pixels_out;
+    const auto plan = Cached<PatchGradPlan>(
+        "col2im," + std::to_string(rows) + "," + std::to_string(out_channels) + "," +
+            std::to_string(patch),
+        [&] { return BuildPatchGrad(rows, out_channels, patch); });
+    auto* patches = static_cast<float*>(patch_buffer.Get(plan->patches.get_size()));
+    void* scratch = scratch_buffer.Get(plan->scratch.get_size());
+    float* dy_chunk = const_cast<float*>(dy) + first * pixels_out * out_channels;
+    plan->matmul.execute(stream, {{DNNL_ARG_SRC, memory(plan->dy, engine, dy_chunk)},
+                                  {DNNL_ARG_WEIGHTS, memory(plan->kernel, engine, kernel)},
+                                  {DNNL_ARG_DST, memory(plan->patches, engine, patches)},
+                                  {DNNL_ARG_SCRATCHPAD, memory(plan->scratch, engine, scratch)}});
+    stream.wait();
+    Col2Im(g, patches, patch, count, dx + first * g.x[1] * g.x[2] * g.x[3]);
   }
-  return ffi::Error::Success();
 }
 
 // ----------------------------------------------------------------- Winograd
@@ -634,34 +624,59 @@ void ForEachChunk(int64_t chunks, Make make) {
   if (!error.empty()) throw std::runtime_error(error);
 }
 
+// A thread's buffers for a chunk of tiles: the transformed input tiles, the
+// matmul's scratch, a row of zeros followed by one for discarded pixels, and
+// the rows the transforms work in.
+struct ChunkBuffers {
+  ChunkBuffers(const WinogradShape& s, const memory::desc& tiles_desc,
+               const memory::desc& scratch_desc)
+      : edge(std::max(s.in_c, s.out_c)) {
+    thread_local ThreadBuffer tile_buffer, scratch_buffer, edge_buffer, row_buffer;
+    tiles = static_cast<float*>(tile_buffer.Get(tiles_desc.get_size()));
+    scratch = scratch_buffer.Get(scratch_desc.get_size());
+    zeros = static_cast<float*>(edge_buffer.Get(2 * edge * sizeof(float)));
+    std::fill(zeros, zeros + edge, 0.0f);
+    rows = static_cast<float*>(row_buffer.Get(16 * edge * sizeof(float)));
+  }
+
+  float* Discard() const { return zeros + edge; }
+
+  const int64_t edge;  // floats in a row: the larger channel count
+  float *tiles, *zeros, *rows;
+  void* scratch;
+};
+
+// Chunk i's tiles: count of them from first.
+struct TileRange {
+  TileRange(const WinogradShape& s, int64_t i)
+      : chunk(s.ChunkTiles()), first(i * chunk), count(std::min(chunk, s.Tiles() - first)) {}
+  const int64_t chunk, first, count;
+};
+
 // One OpenMP thread's buffers and matmul arguments for the conv's chunks.
 class WinogradWorker {
  public:
   WinogradWorker(const WinogradShape& s, const WinogradPlan& plan, const memory& kernel,
                  const float* in, float* out)
-      : shape_(s), plan_(plan), in_(in), out_(out), edge_(std::max(s.in_c, s.out_c)) {
-    thread_local ThreadBuffer tiles, products, scratch, edges, rows;
-    tiles_ = static_cast<float*>(tiles.Get(plan.tiles.get_size()));
+      : shape_(s), plan_(plan), in_(in), out_(out), buffers_(s, plan.tiles, plan.scratch) {
+    thread_local ThreadBuffer products;
     products_ = static_cast<float*>(products.Get(plan.products.get_size()));
-    zeros_ = static_cast<float*>(edges.Get(2 * edge_ * sizeof(float)));  // then discard
-    std::fill(zeros_, zeros_ + edge_, 0.0f);
-    rows_ = static_cast<float*>(rows.Get(16 * edge_ * sizeof(float)));
-    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), tiles_)},
+    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), buffers_.tiles)},
              {DNNL_ARG_WEIGHTS, kernel},
              {DNNL_ARG_DST, memory(plan.products, Engine(), products_)},
-             {DNNL_ARG_SCRATCHPAD,
-              memory(plan.scratch, Engine(), scratch.Get(plan.scratch.get_size()))}};
+             {DNNL_ARG_SCRATCHPAD, memory(plan.scratch, Engine(), buffers_.scratch)}};
   }
 
   // The output tiles of chunk i.
   void Run(int64_t i) {
     thread_local dnnl::stream stream(Engine());
-    const int64_t chunk = shape_.ChunkTiles(), first = i * chunk;
-    const int64_t count = std::min(chunk, shape_.Tiles() - first);
-    InputTransform(shape_, in_, first, count, chunk, zeros_, rows_, tiles_);
+    const TileRange r(shape_, i);
+    InputTransform(shape_, in_, r.first, r.count, r.chunk, buffers_.zeros, buffers_.rows,
+                   buffers_.tiles);
     plan_.matmul.execute(stream, args_);  // single-threaded inside the parallel region
     stream.wait();
-    OutputTransform(shape_, products_, first, count, chunk, zeros_ + edge_, rows_, out_);
+    OutputTransform(shape_, products_, r.first, r.count, r.chunk, buffers_.Discard(),
+                    buffers_.rows, out_);
   }
 
  private:
@@ -669,40 +684,34 @@ class WinogradWorker {
   const WinogradPlan& plan_;
   const float* in_;
   float* out_;
-  const int64_t edge_;  // floats in a row of zeros (and of discarded pixels)
-  float *tiles_, *products_, *zeros_, *rows_;
+  ChunkBuffers buffers_;
+  float* products_;
   std::unordered_map<int, memory> args_;
 };
 
 // out = the stride-1 3×3 conv of `in` with the HWIO kernel (C_in × C_out of
 // the forward conv), or with it rotated and transposed for an input gradient.
-ffi::Error RunWinograd(const WinogradShape& s, const float* hwio, bool rotated, const float* in,
-                       float* out) {
+void RunWinograd(const WinogradShape& s, const float* hwio, bool rotated, const float* in,
+                 float* out) {
   const int64_t chunk = s.ChunkTiles();
-  std::shared_ptr<const WinogradPlan> plan;
-  try {
-    plan = Cached<WinogradPlan>(
-        "winograd," + std::to_string(chunk) + "," + std::to_string(s.in_c) + "," +
-            std::to_string(s.out_c) + "," + std::to_string(rotated),
-        [&] { return BuildWinograd(chunk, s.in_c, s.out_c, rotated); });
-    thread_local dnnl::stream stream(Engine());
-    thread_local ThreadBuffer user_buffer, kernel_buffer, rows_buffer;
-    void* user = user_buffer.Get(plan->kernel_user.get_size());
-    const int64_t kernel_in = rotated ? s.out_c : s.in_c, kernel_out = rotated ? s.in_c : s.out_c;
-    KernelTransform(hwio, kernel_in, kernel_out, rotated,
-                    static_cast<float*>(rows_buffer.Get(12 * kernel_out * sizeof(float))),
-                    static_cast<float*>(user));
-    memory user_kernel(plan->kernel_user, Engine(), user);
-    memory kernel(plan->kernel, Engine(), kernel_buffer.Get(plan->kernel.get_size()));
-    plan->kernel_reorder.execute(stream, user_kernel, kernel);
-    stream.wait();
-    ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
-      return std::make_unique<WinogradWorker>(s, *plan, kernel, in, out);
-    });
-  } catch (const std::exception& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
-  }
-  return ffi::Error::Success();
+  const auto plan = Cached<WinogradPlan>(
+      "winograd," + std::to_string(chunk) + "," + std::to_string(s.in_c) + "," +
+          std::to_string(s.out_c) + "," + std::to_string(rotated),
+      [&] { return BuildWinograd(chunk, s.in_c, s.out_c, rotated); });
+  thread_local dnnl::stream stream(Engine());
+  thread_local ThreadBuffer user_buffer, kernel_buffer, rows_buffer;
+  void* user = user_buffer.Get(plan->kernel_user.get_size());
+  const int64_t kernel_in = rotated ? s.out_c : s.in_c, kernel_out = rotated ? s.in_c : s.out_c;
+  KernelTransform(hwio, kernel_in, kernel_out, rotated,
+                  static_cast<float*>(rows_buffer.Get(12 * kernel_out * sizeof(float))),
+                  static_cast<float*>(user));
+  memory user_kernel(plan->kernel_user, Engine(), user);
+  memory kernel(plan->kernel, Engine(), kernel_buffer.Get(plan->kernel.get_size()));
+  plan->kernel_reorder.execute(stream, user_kernel, kernel);
+  stream.wait();
+  ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
+    return std::make_unique<WinogradWorker>(s, *plan, kernel, in, out);
+  });
 }
 
 // The 16 batched matmuls u[q] += V[q]ᵀ · E[q] of the kernel gradient over a
@@ -732,30 +741,26 @@ class WinogradGradWorker {
  public:
   WinogradGradWorker(const WinogradShape& s, const WinogradGradPlan& plan, const float* x,
                      const float* dy, std::vector<float*>& sums)
-      : shape_(s), plan_(plan), x_(x), dy_(dy), edge_(std::max(s.in_c, s.out_c)) {
-    thread_local ThreadBuffer tiles, grads, sum, scratch, edges, rows;
-    tiles_ = static_cast<float*>(tiles.Get(plan.tiles.get_size()));
+      : shape_(s), plan_(plan), x_(x), dy_(dy), buffers_(s, plan.tiles, plan.scratch) {
+    thread_local ThreadBuffer grads, sum;
     grads_ = static_cast<float*>(grads.Get(plan.grads.get_size()));
     auto* sum_data = static_cast<float*>(sum.Get(plan.sums.get_size()));
     std::fill(sum_data, sum_data + plan.sums.get_size() / sizeof(float), 0.0f);
     sums[omp_get_thread_num()] = sum_data;
-    zeros_ = static_cast<float*>(edges.Get(edge_ * sizeof(float)));
-    std::fill(zeros_, zeros_ + edge_, 0.0f);
-    rows_ = static_cast<float*>(rows.Get(16 * edge_ * sizeof(float)));
-    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), tiles_)},
+    args_ = {{DNNL_ARG_SRC, memory(plan.tiles, Engine(), buffers_.tiles)},
              {DNNL_ARG_WEIGHTS, memory(plan.grads, Engine(), grads_)},
              {DNNL_ARG_DST, memory(plan.sums, Engine(), sum_data)},
-             {DNNL_ARG_SCRATCHPAD,
-              memory(plan.scratch, Engine(), scratch.Get(plan.scratch.get_size()))}};
+             {DNNL_ARG_SCRATCHPAD, memory(plan.scratch, Engine(), buffers_.scratch)}};
   }
 
   // Adds chunk i's products to the running sum.
   void Run(int64_t i) {
     thread_local dnnl::stream stream(Engine());
-    const int64_t chunk = shape_.ChunkTiles(), first = i * chunk;
-    const int64_t count = std::min(chunk, shape_.Tiles() - first);
-    InputTransform(shape_, x_, first, count, chunk, zeros_, rows_, tiles_);
-    GradTransform(shape_, dy_, first, count, chunk, zeros_, rows_, grads_);
+    const TileRange r(shape_, i);
+    InputTransform(shape_, x_, r.first, r.count, r.chunk, buffers_.zeros, buffers_.rows,
+                   buffers_.tiles);
+    GradTransform(shape_, dy_, r.first, r.count, r.chunk, buffers_.zeros, buffers_.rows,
+                  grads_);
     plan_.matmul.execute(stream, args_);  // single-threaded inside the parallel region
     stream.wait();
   }
@@ -764,38 +769,33 @@ class WinogradGradWorker {
   const WinogradShape& shape_;
   const WinogradGradPlan& plan_;
   const float *x_, *dy_;
-  const int64_t edge_;  // floats in a row of zeros
-  float *tiles_, *grads_, *zeros_, *rows_;
+  ChunkBuffers buffers_;
+  float* grads_;
   std::unordered_map<int, memory> args_;
 };
 
 // dw of the stride-1 3×3 conv of x (shape s) from dy: with M = U ⊙ V per tile
 // and y = Aᵀ M A, ∂L/∂U = Σ_tiles (A dy Aᵀ) ⊙ V and dw = Gᵀ (∂L/∂U) G. Each
 // OpenMP thread sums its chunks; the threads' sums are added in thread order.
-ffi::Error RunWinogradKernelGrad(const WinogradShape& s, const float* x, const float* dy,
-                                 float* dw) {
+void RunWinogradKernelGrad(const WinogradShape& s, const float* x, const float* dy,
+                           float* dw) {
   const int64_t chunk = s.ChunkTiles();
-  try {
-    const auto plan = Cached<WinogradGradPlan>(
-        "winograd_dw," + std::to_string(chunk) + "," + std::to_string(s.in_c) + "," +
-            std::to_string(s.out_c),
-        [&] { return BuildWinogradGrad(chunk, s.in_c, s.out_c); });
-    std::vector<float*> sums(omp_get_max_threads(), nullptr);
-    ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
-      return std::make_unique<WinogradGradWorker>(s, *plan, x, dy, sums);
-    });
-    float* total = sums[0];
-    const int64_t sum_floats = 16 * s.in_c * s.out_c;
-    for (size_t t = 1; t < sums.size(); ++t)
-      if (sums[t] != nullptr)
-        for (int64_t i = 0; i < sum_floats; ++i) total[i] += sums[t][i];
-    thread_local ThreadBuffer rows;
-    KernelGradTransform(total, s.in_c, s.out_c,
-                        static_cast<float*>(rows.Get(12 * s.out_c * sizeof(float))), dw);
-  } catch (const std::exception& e) {
-    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
-  }
-  return ffi::Error::Success();
+  const auto plan = Cached<WinogradGradPlan>(
+      "winograd_dw," + std::to_string(chunk) + "," + std::to_string(s.in_c) + "," +
+          std::to_string(s.out_c),
+      [&] { return BuildWinogradGrad(chunk, s.in_c, s.out_c); });
+  std::vector<float*> sums(omp_get_max_threads(), nullptr);
+  ForEachChunk((s.Tiles() + chunk - 1) / chunk, [&] {
+    return std::make_unique<WinogradGradWorker>(s, *plan, x, dy, sums);
+  });
+  float* total = sums[0];
+  const int64_t sum_floats = 16 * s.in_c * s.out_c;
+  for (size_t t = 1; t < sums.size(); ++t)
+    if (sums[t] != nullptr)
+      for (int64_t i = 0; i < sum_floats; ++i) total[i] += sums[t][i];
+  thread_local ThreadBuffer rows;
+  KernelGradTransform(total, s.in_c, s.out_c,
+                      static_cast<float*>(rows.Get(12 * s.out_c * sizeof(float))), dw);
 }
 
 WinogradShape ForwardShape(const Geometry& g) {
@@ -808,37 +808,53 @@ WinogradShape InputGradShape(const Geometry& g) {
           2 - g.pad_low[1]};
 }
 
+// f() as an FFI result: any exception becomes an internal error naming it.
+template <typename F>
+ffi::Error Guarded(F f) {
+  try {
+    f();
+  } catch (const std::exception& e) {
+    return ffi::Error(ffi::ErrorCode::kInternal, std::string("cvx oneDNN conv: ") + e.what());
+  }
+  return ffi::Error::Success();
+}
+
 ffi::Error Forward(Tensor x, Tensor w, Result y, Ints strides, Ints pads, Ints dilation,
                    int64_t groups) {
   const Geometry g = MakeGeometry(Dims(x.dimensions()), Dims(w.dimensions()),
                                   Dims(y->dimensions()), strides, pads, dilation, groups);
-  if (UsesWinograd(g))
-    return RunWinograd(ForwardShape(g), w.typed_data(), false, x.typed_data(), y->typed_data());
-  return Execute(Pass::kForward, g, x.untyped_data(), w.untyped_data(), y->untyped_data());
+  return Guarded([&] {
+    if (UsesWinograd(g))
+      RunWinograd(ForwardShape(g), w.typed_data(), false, x.typed_data(), y->typed_data());
+    else
+      Execute(Pass::kForward, g, x.untyped_data(), w.untyped_data(), y->untyped_data());
+  });
 }
 
 ffi::Error BackwardData(Tensor dy, Tensor w, Result dx, Ints strides, Ints pads, Ints dilation,
                         int64_t groups) {
   const Geometry g = MakeGeometry(Dims(dx->dimensions()), Dims(w.dimensions()),
                                   Dims(dy.dimensions()), strides, pads, dilation, groups);
-  if (UsesCol2Im(g))
-    return BackwardDataCol2Im(g, dy.typed_data(), w.typed_data(), dx->typed_data());
-  if (UsesWinograd(g))
-    return RunWinograd(InputGradShape(g), w.typed_data(), true, dy.typed_data(),
-                       dx->typed_data());
-  return Execute(Pass::kBackwardData, g, dy.untyped_data(), w.untyped_data(),
-                 dx->untyped_data());
+  return Guarded([&] {
+    if (UsesCol2Im(g))
+      BackwardDataCol2Im(g, dy.typed_data(), w.typed_data(), dx->typed_data());
+    else if (UsesWinograd(g))
+      RunWinograd(InputGradShape(g), w.typed_data(), true, dy.typed_data(), dx->typed_data());
+    else
+      Execute(Pass::kBackwardData, g, dy.untyped_data(), w.untyped_data(), dx->untyped_data());
+  });
 }
 
 ffi::Error BackwardWeights(Tensor x, Tensor dy, Result dw, Ints strides, Ints pads,
                            Ints dilation, int64_t groups) {
   const Geometry g = MakeGeometry(Dims(x.dimensions()), Dims(dw->dimensions()),
                                   Dims(dy.dimensions()), strides, pads, dilation, groups);
-  if (UsesWinograd(g))
-    return RunWinogradKernelGrad(ForwardShape(g), x.typed_data(), dy.typed_data(),
-                                 dw->typed_data());
-  return Execute(Pass::kBackwardWeights, g, x.untyped_data(), dy.untyped_data(),
-                 dw->untyped_data());
+  return Guarded([&] {
+    if (UsesWinograd(g))
+      RunWinogradKernelGrad(ForwardShape(g), x.typed_data(), dy.typed_data(), dw->typed_data());
+    else
+      Execute(Pass::kBackwardWeights, g, x.untyped_data(), dy.untyped_data(), dw->untyped_data());
+  });
 }
 
 }  // namespace
