@@ -127,6 +127,19 @@ def test_gaussian_blur_uint8_exact_borders_and_long_kernels():
                                 cv2.GaussianBlur(image, (51, 1), 9.0, sigmaY=0.5))
 
 
+def test_gaussian_blur_uint8_exact_on_images_near_the_kernel_size():
+  # Sides below, at and just above the window: whole-image padding, then border strips
+  # that meet or overlap in the middle.
+  rng = np.random.default_rng(3)
+  for k in (5, 7):
+    for h, w in ((k - 2, k + 1), (k - 1, k), (k, k + 2), (k + 1, k - 1)):
+      image = rng.integers(0, 256, (h, w, 3), np.uint8)
+      for border in BORDERS + [ops.BORDER_WRAP]:
+        np.testing.assert_array_equal(ops.gaussian_blur(image, k, 0, border=border),
+                                      cv2.GaussianBlur(image, (k, k), 0, borderType=border),
+                                      err_msg=f"{k} {h}×{w} {border}")
+
+
 def test_gaussian_blur_float_borders_and_kernel():
   image = photo("coffee").astype(np.float32) / 255
   for border in BORDERS:
