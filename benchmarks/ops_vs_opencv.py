@@ -8,9 +8,7 @@ through each op: cvx as one jitted call on the whole batch (compilation
 excluded, ``block_until_ready``), OpenCV and scikit-image one image at a time
 in a Python loop. Each repeat times every runner once, interleaved; medians
 are reported in ms per image with the ratios cvx/OpenCV (goal ≤ 2) and
-skimage/cvx (goal ≥ 10). ``--retain_freed_memory`` applies
-``cvx.memory.retain_freed_memory()`` to the whole process (all three runners)
-first. Canny, Sobel and erosion take the gray image; k-means
+skimage/cvx (goal ≥ 10). Canny, Sobel and erosion take the gray image; k-means
 has no scikit-image version, scikit-learn's ``KMeans`` stands in.
 """
 import os
@@ -26,13 +24,11 @@ from absl import app, flags
 from skimage import color, data, feature, filters, morphology
 from sklearn import cluster
 
-from cvx import memory, ops
+from cvx import ops
 
 _BATCH = flags.DEFINE_integer("batch", 32, "Images per batch.")
 _SIZE = flags.DEFINE_integer("size", 512, "Side of the square images.")
 _REPEATS = flags.DEFINE_integer("repeats", 5, "Interleaved repeats (median).")
-_RETAIN = flags.DEFINE_bool("retain_freed_memory", False, "Keep freed memory in the "
-                            "process's malloc heap (cvx.memory) for every runner.")
 _OPS = flags.DEFINE_list("ops", None, "Ops whose names contain any of these words, "
                          "case-insensitive (default all).")
 
@@ -154,15 +150,13 @@ def time_runners(runs: dict, repeats: int, count: int) -> dict[str, float]:
 def main(argv):
   del argv
   names = select_ops(_OPS.value)
-  retained = _RETAIN.value and memory.retain_freed_memory()
   rgb = photographs(_BATCH.value, _SIZE.value)
   gray = np.stack([cv2.cvtColor(x, cv2.COLOR_RGB2GRAY) for x in rgb])
   print(f"{len(rgb)} photographs {_SIZE.value}×{_SIZE.value}; JAX {jax.__version__} "
         f"({jax.default_backend()}), OpenCV {cv2.__version__} (setNumThreads default: "
         f"{cv2.getNumThreads()} threads), scikit-image {skimage.__version__}, scikit-learn "
         f"{sklearn.__version__}; {len(os.sched_getaffinity(0))} CPUs; median of "
-        f"{_REPEATS.value} interleaved repeats; malloc: "
-        f"{'freed memory retained' if retained else 'glibc defaults'}")
+        f"{_REPEATS.value} interleaved repeats")
   print("| op | cvx ms/image | OpenCV ms/image | scikit-image ms/image | cvx/OpenCV (≤ 2) | "
         "skimage/cvx (≥ 10) |")
   print("|---|---|---|---|---|---|")
