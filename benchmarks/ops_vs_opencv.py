@@ -8,8 +8,10 @@ through each op: cvx as one jitted call on the whole batch (compilation
 excluded, ``block_until_ready``), OpenCV and scikit-image one image at a time
 in a Python loop. Each repeat times every runner once, interleaved; medians
 are reported in ms per image with the ratios cvx/OpenCV (goal ≤ 2) and
-skimage/cvx (goal ≥ 10). Canny, Sobel and erosion take the gray image; k-means
-has no scikit-image version, scikit-learn's ``KMeans`` stands in.
+skimage/cvx (goal ≥ 10). The header names any ``GLIBC_TUNABLES`` (malloc
+settings, see RESULTS.md), which change every runner's times. Canny, Sobel and
+erosion take the gray image; k-means has no scikit-image version,
+scikit-learn's ``KMeans`` stands in.
 """
 import os
 import time
@@ -156,7 +158,8 @@ def main(argv):
         f"({jax.default_backend()}), OpenCV {cv2.__version__} (setNumThreads default: "
         f"{cv2.getNumThreads()} threads), scikit-image {skimage.__version__}, scikit-learn "
         f"{sklearn.__version__}; {len(os.sched_getaffinity(0))} CPUs; median of "
-        f"{_REPEATS.value} interleaved repeats")
+        f"{_REPEATS.value} interleaved repeats; GLIBC_TUNABLES="
+        f"{os.environ.get('GLIBC_TUNABLES', '(unset)')}")
   print("| op | cvx ms/image | OpenCV ms/image | scikit-image ms/image | cvx/OpenCV (≤ 2) | "
         "skimage/cvx (≥ 10) |")
   print("|---|---|---|---|---|---|")
