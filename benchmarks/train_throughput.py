@@ -308,23 +308,57 @@ def matmul_rates(size: int = 2048) -> tuple[float, float]:
           flops / _torch_time(lambda: t @ t, no_grad=True))
 
 
-def layer_flops(layer: dict) -> float:
-  n, h, w, _ = layer["x_shape"]
+def stream_bandwidth(mib: int = 256) -> float:
+  """GB/s read + written by XLA adding 1 to a float32 array of ``mib`` MiB in
+  place (donated, so no fresh pages)."""
+  add_one = jax.jit(lambda a: a + 1, donate_argnums=0)
+  a = add_one(jnp.zeros(mib * 2**18, jnp.float32))
+  times = []
+  for _ in range(5):
+    start = time.perf_counter()
+    a = jax.block_until_ready(add_one(a))
+    times.append(time.perf_counter() - start)
+  return 2 * mib * 2**20 / float(np.median(times)) / 1e9
+
+
+def _output_hw(layer: dict) -> tuple[int, int]:
+  _, h, w, _ = layer["x_shape"]
   (kh, kw), (sh, sw), (dh, dw) = layer["kernel"], layer["strides"], layer["dilation"]
   (pt, pb), (pl, pr) = layer["pads"]
-  ho = (h + pt + pb - (kh - 1) * dh - 1) // sh + 1
-  wo = (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
-  return 2.0 * n * ho * wo * kh * kw * layer["cin_group"] * layer["cout"]
+  return (h + pt + pb - (kh - 1) * dh - 1) // sh + 1, (w + pl + pr - (kw - 1) * dw - 1) // sw + 1
+
+
+def layer_flops(layer: dict) -> float:
+  ho, wo = _output_hw(layer)
+  kh, kw = layer["kernel"]
+  return 2.0 * layer["x_shape"][0] * ho * wo * kh * kw * layer["cin_group"] * layer["cout"]
+
+
+def layer_bytes(layer: dict) -> float:
+  """Bytes each pass must move at least: forward, dX and dW each read two of
+  x, kernel and y (or their gradients) and write the third, once."""
+  n, h, w, c = layer["x_shape"]
+  ho, wo = _output_hw(layer)
+  kh, kw = layer["kernel"]
+  return 4.0 * (n * h * w * c + n * ho * wo * layer["cout"]
+                + kh * kw * layer["cin_group"] * layer["cout"])
 
 
 def print_layer_table(name: str, batch: int) -> None:
-  """Markdown table: GFLOP/s of fwd/dX/dW per distinct conv layer."""
+  """Markdown table: GFLOP/s of fwd/dX/dW per distinct conv layer.
+
+  "% matmul" is cvx's rate over all three passes against the matmul rate;
+  "% roofline" its time against the least time the three passes could take:
+  each at the matmul rate or moving its bytes at the stream bandwidth,
+  whichever is slower (depthwise convs are bound by memory, not multiplies).
+  """
   mm_xla, mm_torch = matmul_rates()
+  bandwidth = stream_bandwidth()
   print(f"\n{name}, batch {batch}: matmul 2048² fp32 = {mm_xla:.0f} GFLOP/s (XLA), "
-        f"{mm_torch:.0f} GFLOP/s (torch)\n")
+        f"{mm_torch:.0f} GFLOP/s (torch); stream {bandwidth:.1f} GB/s (XLA)\n")
   print("| layer (in → out, k/s, groups) | × | cvx (oneDNN) fwd / dX / dW "
-        "| matmul lowering | XLA | torch | cvx all, % matmul |")
-  print("|---|---|---|---|---|---|---|")
+        "| matmul lowering | XLA | torch | cvx all, % matmul | % roofline |")
+  print("|---|---|---|---|---|---|---|---|")
   for layer in conv_layers(name, batch):
     flops = layer_flops(layer) / 1e9
     cvx_t, matmul_t = (_lowering_times(layer, mode) for mode in ("onednn", "matmul"))
@@ -333,11 +367,12 @@ def print_layer_table(name: str, batch: int) -> None:
     rates = [" / ".join(f"{flops / t:.0f}" for t in ts)
              for ts in (cvx_t, matmul_t, xla_t, torch_t)]
     total = 3 * flops / sum(cvx_t)
+    bound = 3 * max(flops / mm_xla, layer_bytes(layer) / 1e9 / bandwidth)
     n, h, w, c = layer["x_shape"]
     desc = (f"{h}×{w}×{c} → {layer['cout']}, {layer['kernel'][0]}×{layer['kernel'][1]}"
             f"/{layer['strides'][0]}, g{layer['groups']}")
     print(f"| {desc} | {layer['count']} | {' | '.join(rates)} "
-          f"| {total:.0f} ({100 * total / mm_xla:.0f}%) |")
+          f"| {total:.0f} ({100 * total / mm_xla:.0f}%) | {100 * bound / sum(cvx_t):.0f}% |")
 
 
 def _lowering_times(layer: dict, mode: str) -> tuple[float, float, float]:
