@@ -22,6 +22,9 @@ CASES = {
     "wide_in_and_out": ((2, 6, 6, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1),
     "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
     "1x1_s1_col2im": ((2, 5, 6, 8), (1, 1, 8, 32), (1, 1), "VALID", (1, 1), 1),
+    # Unpadded stride-1 1×1 convs on ≤ 16-pixel maps: one oneDNN matmul per
+    # pass (SAME pads 0).
+    "1x1_same_dilated_matmul": ((3, 4, 4, 24), (1, 1, 24, 40), (1, 1), "SAME", (2, 2), 1),
     # Stride-1 kernels of ≥ 25 taps: dX by the batch-minor col2im.
     "5x5_dilated_asymmetric_pad": ((3, 12, 11, 4), (5, 5, 4, 6), (1, 1),
                                    ((3, 1), (0, 2)), (2, 1), 1),
