@@ -65,6 +65,15 @@ def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
   _assert_matches_lax(case, rtol=1e-4, atol=2e-3)  # dW sums 68,608 terms
 
 
+def test_depthwise_kernel_gradient_over_chunks_and_blocks_matches_lax():
+  """Depthwise dW on ≤ 4-pixel maps by the direct loop: 19 images are image
+  chunks of 8, 8 and 3; 40 channels are blocks of 16, 16 and 8; a multiplier
+  of 2 reads each input channel for two outputs."""
+  for case in [((19, 2, 2, 40), (3, 3, 1, 40), (2, 1), "SAME", (1, 1), 40),
+               ((9, 1, 3, 24), (3, 3, 1, 48), (1, 1), ((2, 0), (1, 1)), (1, 2), 24)]:
+    _assert_matches_lax(case, rtol=1e-4, atol=1e-3)
+
+
 # Stride-1 3×3 convs with ≥ 32 channels in and out: all three passes by
 # Winograd F(2×2, 3×3). Odd outputs end in partial tiles; a left pad of 3
 # puts the dX tiles' origin inside dy; 648 tiles are chunks of 256, 256 and a
