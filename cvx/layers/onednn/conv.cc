@@ -21,7 +21,7 @@
 // with ≥ 32 channels in and out run all three passes by Winograd's
 // F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
 // multiplies). Unpadded stride-1 1×1 convs on small maps are one oneDNN matmul
-// per pass.
+// per pass, and depthwise kernel gradients on the smallest maps a direct loop.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
