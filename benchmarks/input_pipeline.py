@@ -14,6 +14,10 @@ import os
 import tempfile
 import time
 
+if __name__ == "__main__":  # before JAX loads: the restart replaces the process
+  from cvx import huge_pages
+  huge_pages.restart_with_huge_pages()
+
 import jax
 import numpy as np
 from absl import app, flags

@@ -8,14 +8,20 @@ through each op: cvx as one jitted call on the whole batch (compilation
 excluded, ``block_until_ready``), OpenCV and scikit-image one image at a time
 in a Python loop. Each repeat times every runner once, interleaved; medians
 are reported in ms per image with the ratios cvx/OpenCV (goal ≤ 2) and
-skimage/cvx (goal ≥ 10). The header names any ``GLIBC_TUNABLES`` (malloc
-settings, see RESULTS.md), which change every runner's times. Canny, Sobel and
-erosion take the gray image; k-means has no scikit-image version,
-scikit-learn's ``KMeans`` stands in.
+skimage/cvx (goal ≥ 10). The script restarts itself with malloc on
+transparent huge pages (:mod:`cvx.huge_pages`, as ``cvx.main`` does;
+``CVX_HUGE_PAGES=0`` keeps 4 KiB pages); the header names the
+``GLIBC_TUNABLES`` (malloc settings, see RESULTS.md), which change every
+runner's times. Canny, Sobel and erosion take the gray image; k-means has no
+scikit-image version, scikit-learn's ``KMeans`` stands in.
 """
 import os
 import time
 from typing import Callable
+
+if __name__ == "__main__":  # before JAX loads: the restart replaces the process
+  from cvx import huge_pages
+  huge_pages.restart_with_huge_pages()
 
 import cv2
 import jax

@@ -15,11 +15,18 @@ default options) and ``torch`` (eager, as many threads as XLA uses).
 ``--layers`` adds per-conv-layer GFLOP/s of forward, dX and dW and the
 measured matmul rate.
 The last line printed is the cvx/torch images/s ratio of the last model.
+The script restarts itself with malloc on transparent huge pages
+(:mod:`cvx.huge_pages`, as ``cvx.main`` does; ``CVX_HUGE_PAGES=0`` keeps 4 KiB
+pages), for every runner alike; the header names the ``GLIBC_TUNABLES``.
 """
 import functools
 import os
 import time
 from typing import Callable
+
+if __name__ == "__main__":  # before JAX loads: the restart replaces the process
+  from cvx import huge_pages
+  huge_pages.restart_with_huge_pages()
 
 import flax.linen as nn
 import jax
@@ -409,7 +416,8 @@ def main(argv):
     if name not in MODELS:
       raise ValueError(f"--model must be 'all' or one of {list(MODELS)}, got {name!r}")
   print(f"JAX {jax.__version__} ({jax.default_backend()}), PyTorch {torch.__version__}, "
-        f"{THREADS} threads")
+        f"{THREADS} threads; "
+        f"GLIBC_TUNABLES={os.environ.get('GLIBC_TUNABLES', '(unset)')}")
   ratios = {}
   for name in names:
     ratios[name] = benchmark(name, _BATCH.value)

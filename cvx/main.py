@@ -9,6 +9,10 @@ Rerunning the same command resumes from the newest checkpoint in the workdir.
 """
 import sys
 
+if __name__ == "__main__":  # before JAX loads: the restart replaces the process
+  from cvx import huge_pages
+  huge_pages.restart_with_huge_pages()
+
 from absl import app, flags, logging
 from ml_collections import config_flags
 
