@@ -296,35 +296,48 @@ void PaddedKernelT(const Geometry& g, const float* hwio, int64_t patch, float* o
       out[o * patch + q] = q < taps ? hwio[q * out_channels + o] : 0.0f;
 }
 
+// ⌈a / b⌉ for b > 0 and any sign of a.
+int64_t CeilDiv(int64_t a, int64_t b) { return a >= 0 ? (a + b - 1) / b : -(-a / b); }
+
 // dx (images × H × W × C_in) from their patch gradients (images × H_out ×
-// W_out rows of kh × kw × C_in, `patch` floats apart): each input pixel sums
-// the taps that read it, in tap order.
+// W_out rows of kh × kw × C_in, `patch` floats apart). Each output row's
+// patches (a few KB) are added, tap by tap, into the input rows they read, a
+// channel-planar per-thread sum of one image, then interleaved into dx. An
+// input pixel sums its taps by kernel row from the last, by column from the
+// first.
+__attribute__((target_clones("avx512f", "avx2", "default")))
 void Col2Im(const Geometry& g, const float* patches, int64_t patch, int64_t images, float* dx) {
   const int64_t height = g.x[1], width = g.x[2], channels = g.x[3];
   const int64_t taps_h = g.w[0], taps_w = g.w[1], out_h = g.y[1], out_w = g.y[2];
   const int64_t stride_h = g.strides[0], stride_w = g.strides[1];
   const int64_t step_h = g.dilation[0] + 1, step_w = g.dilation[1] + 1;
-  const int64_t row_size = width * channels, tap_row = taps_w * channels;
-#pragma omp parallel for collapse(2) schedule(static)
+  const int64_t plane = height * width;
+#pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < images; ++n) {
-    for (int64_t h = 0; h < height; ++h) {
-      float* row = dx + (n * height + h) * row_size;
-      std::fill(row, row + row_size, 0.0f);
+    thread_local ThreadBuffer image_buffer;
+    auto* sums = static_cast<float*>(image_buffer.Get(channels * plane * sizeof(float)));
+    std::fill(sums, sums + channels * plane, 0.0f);
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const float* row_patches = patches + (n * out_h + oh) * out_w * patch;
       for (int64_t i = 0; i < taps_h; ++i) {
-        const int64_t oh = h + g.pad_low[0] - i * step_h;  // times the stride
-        if (oh < 0 || oh % stride_h != 0 || oh / stride_h >= out_h) continue;
-        const float* patch_row = patches + (n * out_h + oh / stride_h) * out_w * patch;
-        for (int64_t w = 0; w < width; ++w) {
-          float* pixel = row + w * channels;
-          for (int64_t j = 0; j < taps_w; ++j) {
-            const int64_t ow = w + g.pad_low[1] - j * step_w;  // times the stride
-            if (ow < 0 || ow % stride_w != 0 || ow / stride_w >= out_w) continue;
-            const float* tap = patch_row + ow / stride_w * patch + i * tap_row + j * channels;
-            for (int64_t c = 0; c < channels; ++c) pixel[c] += tap[c];
+        const int64_t h = oh * stride_h + i * step_h - g.pad_low[0];
+        if (h < 0 || h >= height) continue;
+        for (int64_t j = 0; j < taps_w; ++j) {
+          const int64_t offset = j * step_w - g.pad_low[1];  // w = ow · stride + offset
+          const int64_t ow_begin = std::max<int64_t>(0, CeilDiv(-offset, stride_w));
+          const int64_t ow_end = std::min(out_w, CeilDiv(width - offset, stride_w));
+          for (int64_t c = 0; c < channels; ++c) {
+            const float* tap = row_patches + (i * taps_w + j) * channels + c;
+            float* to = sums + c * plane + h * width;
+            for (int64_t ow = ow_begin; ow < ow_end; ++ow)
+              to[ow * stride_w + offset] += tap[ow * patch];
           }
         }
       }
     }
+    float* image = dx + n * plane * channels;
+    for (int64_t q = 0; q < plane; ++q)
+      for (int64_t c = 0; c < channels; ++c) image[q * channels + c] = sums[c * plane + q];
   }
 }
 
