@@ -65,6 +65,16 @@ def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
   _assert_matches_lax(case, rtol=1e-4, atol=2e-3)  # dW sums 68,608 terms
 
 
+def test_narrow_input_gradients_by_col2im_match_lax():
+  """dX by col2im for ≤ 4 input channels and more than twice as many outputs:
+  LeNet-5's first conv (25 taps pad to 32 patch columns), 2 → 5 channels, and
+  4 → 9 at stride 2 with dilation and one-sided pads."""
+  for case in [((5, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+               ((3, 9, 8, 2), (3, 3, 2, 5), (1, 1), "SAME", (1, 1), 1),
+               ((3, 11, 10, 4), (3, 3, 4, 9), (2, 2), ((0, 2), (1, 0)), (2, 1), 1)]:
+    _assert_matches_lax(case, rtol=1e-4, atol=1e-3)
+
+
 def test_depthwise_kernel_gradient_over_chunks_and_blocks_matches_lax():
   """Depthwise dW on ≤ 4-pixel maps by the direct loop: 19 images are image
   chunks of 8, 8 and 3; 40 channels are blocks of 16, 16 and 8; a multiplier

@@ -13,8 +13,9 @@
 // per shape and cached; scratch and reordered-weight buffers are per calling
 // thread, so XLA may run independent convs concurrently.
 //
-// Input gradients of ungrouped convs with few input channels (the first
-// layer's grey or RGB images) skip oneDNN's direct kernel, which vectorises
+// Input gradients of ungrouped convs with few input channels and more
+// outputs (first layers on grey or RGB images) skip oneDNN's direct kernel,
+// which vectorises
 // over those channels (a 3-channel dx at ~36 GFLOP/s): the patch gradients
 // dy · Wᵀ are one oneDNN matmul, summed into place (col2im) by OpenMP loops,
 // in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
@@ -230,13 +231,14 @@ void Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out) {
 }
 
 // Input gradients by col2im: ungrouped convs with at most this many input
-// channels (oneDNN's direct dx fills its 16-lane vectors with them) and at
-// least this many output channels (the matmul's depth). Measured on
-// AVX-512 (benchmarks/RESULTS.md): 32×32×3 → 64 3×3 dx 12.3 → 4.7 ms,
-// 224×224×3 → 64 7×7/2 91 → 44 ms; 8 channels about even, 16 1.6× slower
-// by col2im, and 28×28×1 → 6 5×5 slower (2.6 against 2.2 ms).
+// channels (oneDNN's direct dx fills its 16-lane vectors with them) and more
+// than twice as many output channels (the matmul's depth). dX in ms, direct /
+// col2im, batch 128 unless noted (benchmarks/RESULTS.md): 32×32×3 → 64 3×3
+// 4.8 / 3.7, 28×28×1 → 6 5×5 2.2–2.6 / 1.0–1.5, 32×32×3 → 8 1.5 / 1.1; at
+// batch 64, 64×64×4 → 4 2.0 / 2.4. With 6 or 8 input channels col2im is
+// faster alone (14×14×6 → 16 5×5 1.5–1.8 / 0.9–1.2) but made LeNet-5's whole
+// train step slower in 4 of 5 alternating runs, and 32×32×8 → 16 slower alone.
 constexpr int64_t kCol2ImMaxInChannels = 4;
-constexpr int64_t kCol2ImMinOutChannels = 16;
 // Images per chunk: as many as keep a chunk's patch gradients within this.
 constexpr int64_t kCol2ImChunkBytes = 4 << 20;
 // Patch-gradient rows are padded to whole 16-lane vectors for the matmul
@@ -244,7 +246,7 @@ constexpr int64_t kCol2ImChunkBytes = 4 << 20;
 constexpr int64_t kPatchAlign = 16;
 
 bool UsesCol2Im(const Geometry& g) {
-  return g.groups == 1 && g.x[3] <= kCol2ImMaxInChannels && g.w[3] >= kCol2ImMinOutChannels;
+  return g.groups == 1 && g.x[3] <= kCol2ImMaxInChannels && g.w[3] > 2 * g.x[3];
 }
 
 // a (rows × inner) · b (inner × cols) → c, row-major; a or b read transposed
