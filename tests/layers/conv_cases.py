@@ -21,6 +21,9 @@ CASES = {
     "wide_out_s2_col2im": ((2, 9, 7, 5), (3, 3, 5, 32), (2, 2), "SAME", (1, 1), 1),
     "wide_in_and_out": ((2, 6, 6, 40), (3, 3, 40, 32), (1, 1), "SAME", (1, 1), 1),
     "1x1_s2": ((2, 9, 9, 6), (1, 1, 6, 4), (2, 2), "VALID", (1, 1), 1),
+    # Strided unpadded 1×1: oneDNN gathers the pixels read, one matmul, and
+    # scatters dX back; rows and columns past the last pixel read get zeros.
+    "1x1_s3x2_odd": ((3, 8, 10, 5), (1, 1, 5, 12), (3, 2), "VALID", (1, 1), 1),
     "1x1_s1_col2im": ((2, 5, 6, 8), (1, 1, 8, 32), (1, 1), "VALID", (1, 1), 1),
     # Unpadded stride-1 1×1 convs on ≤ 16-pixel maps: one oneDNN matmul per
     # pass (SAME pads 0).

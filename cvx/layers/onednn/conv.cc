@@ -21,8 +21,9 @@
 // in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
 // with ≥ 32 channels in and out run all three passes by Winograd's
 // F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
-// multiplies). Unpadded stride-1 1×1 convs on small maps are one oneDNN matmul
-// per pass, and depthwise kernel gradients on the smallest maps a direct loop.
+// multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
+// maps, are one oneDNN matmul per pass over the pixels they read, and
+// depthwise kernel gradients on the smallest maps a direct loop.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -363,31 +364,77 @@ void BackwardDataCol2Im(const Geometry& g, const float* dy, const float* w, floa
 }
 
 // ---------------------------------------------------------------- 1×1 convs
-// Unpadded stride-1 1×1 convs without groups are matmuls over the N·H·W
-// pixels: y = x·W, dx = dy·Wᵀ, dw = xᵀ·dy (W: the C_in × C_out kernel).
-// oneDNN's direct 1×1 kernel parallelises poorly over small maps; on larger
-// ones it beats the matmul. Forward + dX + dW GFLOP/s at batch 128, direct /
-// matmul: 1×1×1024 → 1024 62 / 198, 2×2×512 → 512 168 / 203, 4×4×128 → 256
-// 177 / 210, 8×8×64 → 128 215 / 197, 32×32×32 → 64 91 / 83.
-constexpr int64_t kMatmulMaxPixels = 16;  // per image
+// Unpadded 1×1 convs without groups are matmuls over the N·H_out·W_out pixels
+// they read: y = x·W, dx = dy·Wᵀ, dw = xᵀ·dy (W: the C_in × C_out kernel);
+// strided ones first gather the pixels read (and scatter dx back, zeros
+// between). oneDNN's direct 1×1 kernel parallelises poorly over small maps;
+// on larger ones at stride 1 it beats the matmul. Forward + dX + dW GFLOP/s
+// at batch 128, direct / matmul: 1×1×1024 → 1024 62 / 198, 2×2×512 → 512
+// 168 / 203, 4×4×128 → 256 177 / 210, 8×8×64 → 128 215 / 197, 32×32×32 → 64
+// 91 / 83.
+constexpr int64_t kMatmulMaxPixels = 16;  // per image, at stride 1
 
 bool UsesMatmul(const Geometry& g) {
-  return g.groups == 1 && g.w[0] == 1 && g.w[1] == 1 && g.strides[0] == 1 &&
-         g.strides[1] == 1 && g.pad_low[0] == 0 && g.pad_low[1] == 0 && g.pad_high[0] == 0 &&
-         g.pad_high[1] == 0 && g.x[1] * g.x[2] <= kMatmulMaxPixels;
+  const bool strided = g.strides[0] > 1 || g.strides[1] > 1;
+  return g.groups == 1 && g.w[0] == 1 && g.w[1] == 1 && g.pad_low[0] == 0 &&
+         g.pad_low[1] == 0 && g.pad_high[0] == 0 && g.pad_high[1] == 0 &&
+         (strided || g.x[1] * g.x[2] <= kMatmulMaxPixels);
+}
+
+// The pixels a strided 1×1 conv reads: x (N × H × W × C) → N × H_out × W_out × C.
+void GatherStrided(const Geometry& g, const float* x, float* read) {
+  const int64_t height = g.x[1], width = g.x[2], channels = g.x[3];
+  const int64_t out_h = g.y[1], out_w = g.y[2];
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.x[0]; ++n) {
+    for (int64_t oh = 0; oh < out_h; ++oh) {
+      const float* row = x + ((n * height + oh * g.strides[0]) * width) * channels;
+      float* to = read + (n * out_h + oh) * out_w * channels;
+      for (int64_t ow = 0; ow < out_w; ++ow) {
+        const float* pixel = row + ow * g.strides[1] * channels;
+        std::copy(pixel, pixel + channels, to + ow * channels);
+      }
+    }
+  }
+}
+
+// The inverse of GatherStrided for gradients: dx is `read` at the pixels read, 0 elsewhere.
+void ScatterStrided(const Geometry& g, const float* read, float* dx) {
+  const int64_t height = g.x[1], width = g.x[2], channels = g.x[3];
+  const int64_t out_h = g.y[1], out_w = g.y[2];
+#pragma omp parallel for collapse(2) schedule(static)
+  for (int64_t n = 0; n < g.x[0]; ++n) {
+    for (int64_t h = 0; h < height; ++h) {
+      float* row = dx + (n * height + h) * width * channels;
+      std::fill(row, row + width * channels, 0.0f);
+      if (h % g.strides[0] != 0) continue;  // unpadded: every h/stride < H_out
+      const float* from = read + (n * out_h + h / g.strides[0]) * out_w * channels;
+      for (int64_t ow = 0; ow < out_w; ++ow)
+        std::copy(from + ow * channels, from + (ow + 1) * channels,
+                  row + ow * g.strides[1] * channels);
+    }
+  }
 }
 
 // One pass of a UsesMatmul conv: (x, w) → y, (dy, w) → dx or (x, dy) → dw.
 void PointwisePass(Pass pass, const Geometry& g, const float* in0, const float* in1,
                    float* out) {
-  const int64_t pixels = g.x[0] * g.x[1] * g.x[2], in_c = g.w[2], out_c = g.w[3];
+  const int64_t pixels = g.y[0] * g.y[1] * g.y[2], in_c = g.w[2], out_c = g.w[3];
+  const bool strided = g.strides[0] > 1 || g.strides[1] > 1;
+  thread_local ThreadBuffer read_buffer;
+  auto* read = strided ? static_cast<float*>(read_buffer.Get(pixels * in_c * sizeof(float)))
+                       : nullptr;
+  if (strided && pass != Pass::kBackwardData) GatherStrided(g, in0, read);
+  const float* x = strided ? read : in0;
   switch (pass) {
     case Pass::kForward:
-      return RunMatmul(*CachedMatmul(pixels, in_c, out_c, false, false), in0, in1, out);
+      return RunMatmul(*CachedMatmul(pixels, in_c, out_c, false, false), x, in1, out);
     case Pass::kBackwardData:
-      return RunMatmul(*CachedMatmul(pixels, out_c, in_c, false, true), in0, in1, out);
+      RunMatmul(*CachedMatmul(pixels, out_c, in_c, false, true), in0, in1, strided ? read : out);
+      if (strided) ScatterStrided(g, read, out);
+      return;
     case Pass::kBackwardWeights:
-      return RunMatmul(*CachedMatmul(in_c, pixels, out_c, true, false), in0, in1, out);
+      return RunMatmul(*CachedMatmul(in_c, pixels, out_c, true, false), x, in1, out);
   }
 }
 
