@@ -105,6 +105,8 @@ def test_winograd_matches_lax(name):
 EDGE_CASES = {
     "empty_batch": ((0, 8, 8, 4), (3, 3, 4, 8), (1, 1), "SAME", (1, 1), 1),
     "empty_batch_1x1": ((0, 8, 8, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),
+    "empty_batch_1x1_small_map": ((0, 4, 4, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),
+    "empty_batch_1x1_strided": ((0, 8, 8, 4), (1, 1, 4, 8), (2, 2), "VALID", (1, 1), 1),
     "1x1_map": ((2, 1, 1, 4), (1, 1, 4, 8), (1, 1), "VALID", (1, 1), 1),
     "kernel_beyond_input": ((2, 3, 3, 4), (5, 5, 4, 8), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
     "stride_beyond_kernel": ((2, 9, 9, 4), (2, 2, 4, 8), (4, 3), "VALID", (1, 1), 1),
