@@ -15,10 +15,9 @@
 //
 // Input gradients of ungrouped convs with few input channels and more
 // outputs (first layers on grey or RGB images) skip oneDNN's direct kernel,
-// which vectorises
-// over those channels (a 3-channel dx at ~36 GFLOP/s): the patch gradients
-// dy · Wᵀ are one oneDNN matmul, summed into place (col2im) by OpenMP loops,
-// in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
+// which vectorises over those channels (a 3-channel dx at ~36 GFLOP/s): the
+// patch gradients dy · Wᵀ are one oneDNN matmul, summed into place (col2im)
+// by OpenMP loops, in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
 // with ≥ 32 channels in and out run all three passes by Winograd's
 // F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
 // multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
@@ -374,11 +373,12 @@ void BackwardDataCol2Im(const Geometry& g, const float* dy, const float* w, floa
 // 91 / 83.
 constexpr int64_t kMatmulMaxPixels = 16;  // per image, at stride 1
 
+bool Strided(const Geometry& g) { return g.strides[0] > 1 || g.strides[1] > 1; }
+
 bool UsesMatmul(const Geometry& g) {
-  const bool strided = g.strides[0] > 1 || g.strides[1] > 1;
   return g.groups == 1 && g.w[0] == 1 && g.w[1] == 1 && g.pad_low[0] == 0 &&
          g.pad_low[1] == 0 && g.pad_high[0] == 0 && g.pad_high[1] == 0 &&
-         (strided || g.x[1] * g.x[2] <= kMatmulMaxPixels);
+         (Strided(g) || g.x[1] * g.x[2] <= kMatmulMaxPixels);
 }
 
 // The pixels a strided 1×1 conv reads: x (N × H × W × C) → N × H_out × W_out × C.
@@ -420,7 +420,7 @@ void ScatterStrided(const Geometry& g, const float* read, float* dx) {
 void PointwisePass(Pass pass, const Geometry& g, const float* in0, const float* in1,
                    float* out) {
   const int64_t pixels = g.y[0] * g.y[1] * g.y[2], in_c = g.w[2], out_c = g.w[3];
-  const bool strided = g.strides[0] > 1 || g.strides[1] > 1;
+  const bool strided = Strided(g);
   thread_local ThreadBuffer read_buffer;
   auto* read = strided ? static_cast<float*>(read_buffer.Get(pixels * in_c * sizeof(float)))
                        : nullptr;
