@@ -50,7 +50,7 @@ setup(
     description="Classic computer vision and CNNs in JAX/Flax: ops, model zoo, research loop.",
     packages=find_packages(include=["cvx", "cvx.*"]),
     python_requires=">=3.11",
-    package_data={"cvx.layers.onednn": ["conv.cc"]},
+    package_data={"cvx.layers.onednn": ["*.cc", "*.h"]},
     install_requires=INSTALL_REQUIRES,
     extras_require={"test": TEST_REQUIRES},
 )

@@ -67,12 +67,64 @@ def test_first_layer_input_gradient_over_batch_chunks_matches_lax():
 
 def test_narrow_input_gradients_by_col2im_match_lax():
   """dX by col2im for ≤ 4 input channels and more than twice as many outputs:
-  LeNet-5's first conv (25 taps pad to 32 patch columns), 2 → 5 channels, and
-  4 → 9 at stride 2 with dilation and one-sided pads."""
-  for case in [((5, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+  a grey 5×5 conv to 16 channels (25 taps pad to 32 patch columns), 2 → 5
+  channels, and 4 → 9 at stride 2 with dilation and one-sided pads."""
+  for case in [((5, 28, 28, 1), (5, 5, 1, 16), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
                ((3, 9, 8, 2), (3, 3, 2, 5), (1, 1), "SAME", (1, 1), 1),
                ((3, 11, 10, 4), (3, 3, 4, 9), (2, 2), ((0, 2), (1, 0)), (2, 1), 1)]:
     _assert_matches_lax(case, rtol=1e-4, atol=1e-3)
+
+
+# Stride-1 convs of one input channel to < 16 outputs: single_channel.cc's
+# row-vectorised loops (all passes with ≥ 25 taps, else dX only).
+SINGLE_CHANNEL_CASES = {
+    # LeNet-5's first conv: 28-pixel rows end in a part vector; 5 images are
+    # one part kernel-gradient chunk.
+    "lenet5_first": ((5, 28, 28, 1), (5, 5, 1, 6), (1, 1), ((2, 2), (2, 2)), (1, 1), 1),
+    # 37-pixel rows (vectors in blocks of 2 + 1), 13 rows (dx blocks 4+4+4+1),
+    # 11 outputs (forward blocks 8 + 3, dW blocks 4 + 4 + 3), 9 images (dW
+    # chunks 8 + 1), asymmetric pads.
+    "blocks_and_tails": ((9, 13, 37, 1), (5, 5, 1, 11), (1, 1), ((3, 1), (0, 4)), (1, 1), 1),
+    # A 5×7 kernel (dW tap blocks 5 + 2) with negative pads cropping the input.
+    "negative_pads_wide_kernel": ((3, 10, 9, 1), (5, 7, 1, 4), (1, 1), ((-1, 2), (3, -2)),
+                                  (1, 1), 1),
+    # One output channel, batch 1, a 3-vector row.
+    "one_to_one_batch1": ((1, 6, 40, 1), (5, 5, 1, 1), (1, 1), "SAME", (1, 1), 1),
+    # 3×3: only dX takes the loops.
+    "3x3_input_grad_only": ((2, 20, 19, 1), (3, 3, 1, 15), (1, 1), "SAME", (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("name", SINGLE_CHANNEL_CASES)
+def test_single_channel_convs_match_lax(name):
+  _assert_matches_lax(SINGLE_CHANNEL_CASES[name], rtol=1e-4, atol=1e-3)
+
+
+_SINGLE_CHANNEL_KERNEL_GRAD = """
+import jax, numpy as np
+from cvx.layers import conv_lowering
+conv_lowering.set_cpu_conv("onednn")
+x = jax.random.normal(jax.random.key(0), (37, 12, 21, 1))
+g = jax.random.normal(jax.random.key(1), (37, 12, 21, 3))
+w = jax.numpy.zeros((5, 5, 1, 3))
+conv = lambda w: conv_lowering.conv_general_dilated(
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+np.save("{out}", np.asarray(jax.vjp(conv, w)[1](g)[0]))
+"""
+
+
+def test_single_channel_kernel_gradient_does_not_depend_on_the_thread_count(tmp_path):
+  """dW sums fixed chunks of images in a fixed order: 1 and 2 OpenMP threads
+  give the same bits."""
+  grads = []
+  for threads in ("1", "2"):
+    out = tmp_path / f"dw{threads}.npy"
+    env = dict(os.environ, OMP_NUM_THREADS=threads)
+    result = subprocess.run([sys.executable, "-c", _SINGLE_CHANNEL_KERNEL_GRAD.format(out=out)],
+                            env=env, capture_output=True, text=True, check=False)
+    assert result.returncode == 0, result.stderr[-3000:]
+    grads.append(np.load(out))
+  assert np.array_equal(grads[0], grads[1])
 
 
 def test_depthwise_kernel_gradient_over_chunks_and_blocks_matches_lax():
@@ -208,7 +260,7 @@ def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
 def test_failed_compilation_names_the_command(tmp_path, monkeypatch):
   monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
   monkeypatch.setenv("CXX", f"c++ -include {tmp_path / 'missing.h'}")  # a compile error
-  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc failed"):
+  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc, single_channel.cc failed"):
     build.build()
   assert os.listdir(tmp_path) == []  # nothing half-written in the cache
 

@@ -1,4 +1,5 @@
-"""Compiles ``conv.cc`` (the oneDNN conv FFI handlers) once per machine.
+"""Compiles ``conv.cc`` (the oneDNN conv FFI handlers) and the kernels it
+calls (``single_channel.cc``) once per machine.
 
 The shared library is built with the C++ compiler ``$CXX`` (default ``c++``)
 against the XLA FFI headers shipped in jaxlib and the oneDNN CPU build of the
@@ -21,7 +22,9 @@ import tempfile
 import jax
 import jaxlib
 
-SOURCE = pathlib.Path(__file__).with_name("conv.cc")
+_HERE = pathlib.Path(__file__).parent
+SOURCES = (_HERE / "conv.cc", _HERE / "single_channel.cc")
+HEADERS = (_HERE / "single_channel.h",)
 HEADERS_DIST = "onednn-devel-cpu-gomp"
 LIBRARY_DIST = "onednn-cpu-gomp"
 _LIBRARY_NAME = "libdnnl.so.3"
@@ -60,14 +63,15 @@ def _compile_command(output: pathlib.Path) -> list[str]:
   include, library = onednn_paths()
   return [*shlex.split(os.environ.get("CXX", "c++")), "-O3", "-std=c++17", "-fopenmp",
           "-shared", "-fPIC",
-          "-isystem", str(include), "-isystem", jax.ffi.include_dir(), str(SOURCE),
+          "-isystem", str(include), "-isystem", jax.ffi.include_dir(), *map(str, SOURCES),
           "-o", str(output), str(library), f"-Wl,-rpath,{library.parent}"]
 
 
 def library_path() -> pathlib.Path:
   """Where the library for this source, jaxlib and oneDNN lives in the cache."""
   key = hashlib.sha256()
-  key.update(SOURCE.read_bytes())
+  for source in SOURCES + HEADERS:
+    key.update(source.read_bytes())
   key.update(" ".join(_compile_command(pathlib.Path("out"))).encode())
   key.update(jaxlib.__version__.encode())
   key.update(importlib.metadata.version(LIBRARY_DIST).encode())
@@ -100,7 +104,7 @@ def _compile(output: pathlib.Path) -> None:
         f"no C++ compiler {command[0]!r} (set $CXX, or CVX_CPU_CONV=matmul)") from None
   if result.returncode != 0:
     raise OneDnnUnavailable(
-        f"compiling {SOURCE.name} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
+        f"compiling {', '.join(s.name for s in SOURCES)} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
 
 
 @functools.cache

@@ -22,7 +22,9 @@
 // F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
 // multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
 // maps, are one oneDNN matmul per pass over the pixels they read, and
-// depthwise kernel gradients on the smallest maps a direct loop.
+// depthwise kernel gradients on the smallest maps a direct loop. Stride-1
+// convs of single-channel images to few channels run single_channel.cc's
+// row-vectorised loops (all passes with ≥ 5×5 kernels, else dX).
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -37,6 +39,7 @@
 #include <omp.h>
 
 #include "oneapi/dnnl/dnnl.hpp"
+#include "single_channel.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -232,7 +235,8 @@ void Execute(Pass pass, const Geometry& g, void* in0, void* in1, void* out) {
 
 // Input gradients by col2im: ungrouped convs with at most this many input
 // channels (oneDNN's direct dx fills its 16-lane vectors with them) and more
-// than twice as many output channels (the matmul's depth). dX in ms, direct /
+// than twice as many output channels (the matmul's depth), unless the
+// single-channel loops below take them. dX in ms, direct /
 // col2im, batch 128 unless noted (benchmarks/RESULTS.md): 32×32×3 → 64 3×3
 // 4.8 / 3.7, 28×28×1 → 6 5×5 2.2–2.6 / 1.0–1.5, 32×32×3 → 8 1.5 / 1.1; at
 // batch 64, 64×64×4 → 4 2.0 / 2.4. With 6 or 8 input channels col2im is
@@ -436,6 +440,35 @@ void PointwisePass(Pass pass, const Geometry& g, const float* in0, const float* 
     case Pass::kBackwardWeights:
       return RunMatmul(*CachedMatmul(in_c, pixels, out_c, true, false), x, in1, out);
   }
+}
+
+// ------------------------------------------------- single-channel images
+// On AVX-512 CPUs, undilated stride-1 convs of one input channel to fewer
+// than 16 outputs (oneDNN fills its 16-lane vectors with output channels)
+// take single_channel.cc's row-vectorised input gradient; with kernels of at
+// least 25 taps its forward and kernel gradient too. Forward / dX / dW
+// GFLOP/s at batch 128, oneDNN (dX: col2im) against single_channel.cc, two
+// runs (benchmarks/RESULTS.md): 28×28×1 → 6 5×5 70–74 / 21–30 / 70–79
+// against 117–119 / 73–79 / 89–91, 64×64×1 → 4 7×7 (batch 32) 51–57 / 21–31
+// / 48–51 against 151–152 / 98–102 / 122–129; but 3×3 kernels, where
+// splitting dy into channel planes weighs more against 9 taps, 28×28×1 → 15
+// 60–142 / 33–52 / 128–159 against 64–73 / 49–51 / 39–45.
+constexpr int64_t kSingleChannelMaxOut = 16;
+constexpr int64_t kSingleChannelMinTaps = 25;  // for the forward and dW
+
+bool UsesSingleChannelInputGrad(const Geometry& g) {
+  static const bool supported = cvx::SingleChannelSupported();
+  return supported && g.groups == 1 && g.x[3] == 1 && g.w[3] < kSingleChannelMaxOut &&
+         !Strided(g) && g.dilation[0] == 0 && g.dilation[1] == 0;
+}
+
+bool UsesSingleChannel(const Geometry& g) {
+  return UsesSingleChannelInputGrad(g) && g.w[0] * g.w[1] >= kSingleChannelMinTaps;
+}
+
+cvx::SingleChannelConv SingleChannel(const Geometry& g) {
+  return {g.x[0], g.x[1], g.x[2], g.w[0], g.w[1], g.w[3], g.y[1], g.y[2], g.pad_low[0],
+          g.pad_low[1]};
 }
 
 // ------------------------------------------------ depthwise kernel gradients
@@ -997,6 +1030,9 @@ ffi::Error Forward(Tensor x, Tensor w, Result y, Ints strides, Ints pads, Ints d
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kForward, g, x.typed_data(), w.typed_data(), y->typed_data());
+    else if (UsesSingleChannel(g))
+      cvx::SingleChannelForward(SingleChannel(g), x.typed_data(), w.typed_data(),
+                                y->typed_data());
     else if (UsesWinograd(g))
       RunWinograd(ForwardShape(g), w.typed_data(), false, x.typed_data(), y->typed_data());
     else
@@ -1011,6 +1047,9 @@ ffi::Error BackwardData(Tensor dy, Tensor w, Result dx, Ints strides, Ints pads,
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kBackwardData, g, dy.typed_data(), w.typed_data(), dx->typed_data());
+    else if (UsesSingleChannelInputGrad(g))
+      cvx::SingleChannelInputGrad(SingleChannel(g), dy.typed_data(), w.typed_data(),
+                                  dx->typed_data());
     else if (UsesCol2Im(g))
       BackwardDataCol2Im(g, dy.typed_data(), w.typed_data(), dx->typed_data());
     else if (UsesWinograd(g))
@@ -1027,6 +1066,9 @@ ffi::Error BackwardWeights(Tensor x, Tensor dy, Result dw, Ints strides, Ints pa
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kBackwardWeights, g, x.typed_data(), dy.typed_data(), dw->typed_data());
+    else if (UsesSingleChannel(g))
+      cvx::SingleChannelKernelGrad(SingleChannel(g), x.typed_data(), dy.typed_data(),
+                                   dw->typed_data());
     else if (UsesDepthwiseKernelGrad(g))
       DepthwiseKernelGrad(g, x.typed_data(), dy.typed_data(), dw->typed_data());
     else if (UsesWinograd(g))
