@@ -238,7 +238,12 @@ def _pads(padding, hw, kernel, strides, dilation):
   return tuple((p, p) if isinstance(p, int) else tuple(p) for p in padding)
 
 
-def _median_time(fn, *args, repeats=5):
+# Calls timed per layer pass: single sub-millisecond calls swing with bursts
+# of host load, so the median is taken over enough calls to stay clear of them.
+LAYER_REPEATS = 21
+
+
+def _median_time(fn, *args, repeats=LAYER_REPEATS):
   jax.block_until_ready(fn(*args))
   times = []
   for _ in range(repeats):
@@ -295,7 +300,7 @@ def torch_layer_times(layer: dict) -> tuple[float, float, float]:
   return tuple(times)
 
 
-def _torch_time(fn, no_grad=False, repeats=5):
+def _torch_time(fn, no_grad=False, repeats=LAYER_REPEATS):
   with torch.set_grad_enabled(not no_grad):
     fn()
     times = []
