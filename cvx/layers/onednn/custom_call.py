@@ -5,8 +5,10 @@ and HWIO kernels (I = C_in / groups; any strides, explicit pads, kernel
 dilation, feature groups) as XLA FFI custom calls into oneDNN, one for each
 of the forward pass, the input gradient and the kernel gradient (``conv.cc``
 runs oneDNN's direct convolution, Winograd F(2×2, 3×3) for all three passes
-of stride-1 3×3 convs with ≥ 32 channels, and col2im for the
-input gradient of ≤ 4-channel first layers). Each pass is a
+of stride-1 3×3 convs with ≥ 32 channels, one matmul per pass for unpadded
+1×1 convs, col2im for the input gradient of ≤ 4-channel first layers, and
+on AVX-512 ``single_channel.cc``'s row-vectorised loops for stride-1 convs
+of grey images). Each pass is a
 ``jax.custom_vjp`` whose VJP is made of the other two, so gradients of any
 order (gradient penalties) run on oneDNN. The calls exist only on the CPU
 platform: callers choose
