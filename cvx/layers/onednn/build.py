@@ -103,8 +103,9 @@ def _compile(output: pathlib.Path) -> None:
     raise OneDnnUnavailable(
         f"no C++ compiler {command[0]!r} (set $CXX, or CVX_CPU_CONV=matmul)") from None
   if result.returncode != 0:
+    sources = ", ".join(source.name for source in SOURCES)
     raise OneDnnUnavailable(
-        f"compiling {', '.join(s.name for s in SOURCES)} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
+        f"compiling {sources} failed ({shlex.join(command)}):\n{result.stderr[-4000:]}")
 
 
 @functools.cache
