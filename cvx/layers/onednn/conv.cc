@@ -17,10 +17,10 @@
 // outputs (first layers on grey or RGB images) skip oneDNN's direct kernel,
 // which vectorises over those channels (a 3-channel dx at ~36 GFLOP/s): the
 // patch gradients dy · Wᵀ are one oneDNN matmul, summed into place (col2im)
-// by OpenMP loops, in batch chunks whose patch gradients stay in cache. Stride-1 3×3 convs
-// with ≥ 32 channels in and out run all three passes by Winograd's
-// F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms, 2.25× fewer
-// multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
+// by OpenMP loops, in batch chunks whose patch gradients stay in cache.
+// Stride-1 3×3 convs with ≥ 32 channels in and out run all three passes by
+// Winograd's F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms,
+// 2.25× fewer multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
 // maps, are one oneDNN matmul per pass over the pixels they read, and
 // depthwise kernel gradients on the smallest maps a direct loop. Stride-1
 // convs of single-channel images to few channels run single_channel.cc's

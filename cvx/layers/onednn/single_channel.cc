@@ -69,34 +69,33 @@ inline void InBlocks(int64_t total, F f) {
                     [&](auto count) { f(first, count); });
 }
 
-// The channel planes of interleaved pixels: for rows × pixels pixels of C
-// floats (rows `in_step` floats apart), out[c · plane_step + r · row_step +
-// w] = in[r · in_step + w · C + c]. With C a constant the compiler
-// vectorises the strided reads (~0.5 cycles a float; a loop over a run-time
-// channel count costs ~1.5, as much as the convolution's multiplies, and
-// two-source permutes with run-time tables were slower still).
+// The channel planes of interleaved pixels: for rows × pixels pixels of
+// `channels` floats (rows `in_step` floats apart), out[c · plane_step + r ·
+// row_step + w] = in[r · in_step + w · channels + c]. With C > 0 the count is
+// the constant C and the compiler vectorises the strided reads (~0.5 cycles
+// a float; a loop over a run-time count, C = 0, costs ~1.5, as much as the
+// convolution's multiplies, and two-source permutes with run-time tables
+// were slower still).
 template <int C>
 void DeinterleaveChannels(const float* __restrict in, int64_t rows, int64_t pixels,
-                          int64_t in_step, float* __restrict out, int64_t row_step,
-                          int64_t plane_step) {
+                          int64_t in_step, int64_t channels, float* __restrict out,
+                          int64_t row_step, int64_t plane_step) {
+  const int64_t count = C > 0 ? C : channels;
   for (int64_t r = 0; r < rows; ++r)
-    for (int c = 0; c < C; ++c)
+    for (int64_t c = 0; c < count; ++c)
       for (int64_t w = 0; w < pixels; ++w)
-        out[c * plane_step + r * row_step + w] = in[r * in_step + w * C + c];
+        out[c * plane_step + r * row_step + w] = in[r * in_step + w * count + c];
 }
 
 void Deinterleave(const float* in, int64_t rows, int64_t pixels, int64_t in_step,
                   int64_t channels, float* out, int64_t row_step, int64_t plane_step) {
   if (channels > kMaxDeinterleaved) {
-    for (int64_t r = 0; r < rows; ++r)
-      for (int64_t c = 0; c < channels; ++c)
-        for (int64_t w = 0; w < pixels; ++w)
-          out[c * plane_step + r * row_step + w] = in[r * in_step + w * channels + c];
+    DeinterleaveChannels<0>(in, rows, pixels, in_step, channels, out, row_step, plane_step);
     return;
   }
   WithBlock<kMaxDeinterleaved>(channels, [&](auto count) {
-    DeinterleaveChannels<decltype(count)::value>(in, rows, pixels, in_step, out, row_step,
-                                                 plane_step);
+    DeinterleaveChannels<decltype(count)::value>(in, rows, pixels, in_step, channels, out,
+                                                 row_step, plane_step);
   });
 }
 
