@@ -100,30 +100,63 @@ def test_single_channel_convs_match_lax(name):
   _assert_matches_lax(SINGLE_CHANNEL_CASES[name], rtol=1e-4, atol=1e-3)
 
 
-_SINGLE_CHANNEL_KERNEL_GRAD = """
+# Convs of ≤ 8 input channels to whole 16-channel vectors: narrow_input.cc's
+# input gradient (stride 1) and kernel gradient (≥ 32 outputs), vectorised
+# over output channels.
+NARROW_INPUT_CASES = {
+    # LeNet-5's second conv: dX tiles of 4 pixels × 6 channels.
+    "lenet5_second": ((5, 14, 14, 6), (5, 5, 6, 16), (1, 1), "VALID", (1, 1), 1),
+    # ResNet's RGB stem: 4 vectors (dW blocks of 5 + 4 taps), 9 images (dW
+    # chunks 8 + 1).
+    "resnet_stem": ((9, 32, 32, 3), (3, 3, 3, 64), (1, 1), "SAME", (1, 1), 1),
+    # MobileNet's stem: stride 2, Keras's one-sided pads, 2 vectors.
+    "mobilenet_stem_s2": ((3, 17, 15, 3), (3, 3, 3, 32), (2, 2), ((0, 1), (0, 1)), (1, 1), 1),
+    # 5 vectors (blocks 3 + 2), 35-tap rows, 7×7 at strides 2×3.
+    "five_vectors_7x7_s2x3": ((2, 19, 23, 5), (7, 7, 5, 80), (2, 3), ((3, 2), (1, 3)),
+                              (1, 1), 1),
+    # Negative pads crop the input on two sides; 8 channels (dX tiles of 3
+    # pixels).
+    "negative_pads_8_channels": ((2, 10, 9, 8), (3, 5, 8, 32), (1, 1), ((-1, 2), (3, -2)),
+                                 (1, 1), 1),
+    # Pads wider than the kernel: dy's padded copy starts inside dy.
+    "wide_pads_5_channels": ((2, 9, 11, 5), (3, 5, 5, 32), (1, 1), ((3, 0), (4, -1)),
+                             (1, 1), 1),
+    # A padded 1×1 conv (not a matmul) at batch 1.
+    "padded_1x1_batch1": ((1, 5, 4, 2), (1, 1, 2, 16), (1, 1), ((1, 0), (0, 1)), (1, 1), 1),
+}
+
+
+@pytest.mark.parametrize("name", NARROW_INPUT_CASES)
+def test_narrow_input_convs_match_lax(name):
+  _assert_matches_lax(NARROW_INPUT_CASES[name], rtol=1e-4, atol=1e-3)
+
+
+_KERNEL_GRAD = """
 import jax, numpy as np
 from cvx.layers import conv_lowering
 conv_lowering.set_cpu_conv("onednn")
-x = jax.random.normal(jax.random.key(0), (37, 12, 21, 1))
-g = jax.random.normal(jax.random.key(1), (37, 12, 21, 3))
-w = jax.numpy.zeros((5, 5, 1, 3))
+x = jax.random.normal(jax.random.key(0), {x_shape})
+g = jax.random.normal(jax.random.key(1), {y_shape})
+w = jax.numpy.zeros({w_shape})
 conv = lambda w: conv_lowering.conv_general_dilated(
     x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
 np.save("{out}", np.asarray(jax.vjp(conv, w)[1](g)[0]))
 """
 
 
-def test_single_channel_kernel_gradient_does_not_depend_on_the_thread_count(tmp_path):
-  """dW sums fixed chunks of images in a fixed order: 1 and 2 OpenMP threads
-  give the same bits."""
+@pytest.mark.parametrize("in_c, out_c", [(1, 3), (3, 32)], ids=["single_channel", "narrow_input"])
+def test_direct_kernel_gradients_do_not_depend_on_the_thread_count(tmp_path, in_c, out_c):
+  """single_channel.cc's and narrow_input.cc's dW sum fixed chunks of images
+  in a fixed order: 1 and 2 OpenMP threads give the same bits."""
+  script = _KERNEL_GRAD.format(x_shape=(37, 12, 21, in_c), y_shape=(37, 12, 21, out_c),
+                               w_shape=(5, 5, in_c, out_c), out=tmp_path / "dw.npy")
   grads = []
   for threads in ("1", "2"):
-    out = tmp_path / f"dw{threads}.npy"
     env = dict(os.environ, OMP_NUM_THREADS=threads)
-    result = subprocess.run([sys.executable, "-c", _SINGLE_CHANNEL_KERNEL_GRAD.format(out=out)],
-                            env=env, capture_output=True, text=True, check=False)
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                            text=True, check=False)
     assert result.returncode == 0, result.stderr[-3000:]
-    grads.append(np.load(out))
+    grads.append(np.load(tmp_path / "dw.npy"))
   assert np.array_equal(grads[0], grads[1])
 
 
@@ -260,7 +293,7 @@ def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
 def test_failed_compilation_names_the_command(tmp_path, monkeypatch):
   monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
   monkeypatch.setenv("CXX", f"c++ -include {tmp_path / 'missing.h'}")  # a compile error
-  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc, single_channel.cc failed"):
+  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc, narrow_input.cc, single_channel.cc failed"):
     build.build()
   assert os.listdir(tmp_path) == []  # nothing half-written in the cache
 

@@ -23,8 +23,8 @@ import jax
 import jaxlib
 
 _HERE = pathlib.Path(__file__).parent
-SOURCES = (_HERE / "conv.cc", _HERE / "single_channel.cc")
-HEADERS = (_HERE / "single_channel.h",)
+SOURCES = (_HERE / "conv.cc", _HERE / "narrow_input.cc", _HERE / "single_channel.cc")
+HEADERS = (_HERE / "narrow_input.h", _HERE / "single_channel.h", _HERE / "vectors.h")
 HEADERS_DIST = "onednn-devel-cpu-gomp"
 LIBRARY_DIST = "onednn-cpu-gomp"
 _LIBRARY_NAME = "libdnnl.so.3"

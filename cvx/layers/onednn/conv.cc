@@ -24,7 +24,8 @@
 // maps, are one oneDNN matmul per pass over the pixels they read, and
 // depthwise kernel gradients on the smallest maps a direct loop. Stride-1
 // convs of single-channel images to few channels run single_channel.cc's
-// row-vectorised loops (all passes with ≥ 5×5 kernels, else dX).
+// row-vectorised loops (all passes with ≥ 5×5 kernels, else dX), and the
+// gradients of convs of few channels to many narrow_input.cc's.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
@@ -38,6 +39,7 @@
 
 #include <omp.h>
 
+#include "narrow_input.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "single_channel.h"
 #include "xla/ffi/api/ffi.h"
@@ -469,6 +471,37 @@ bool UsesSingleChannel(const Geometry& g) {
 cvx::SingleChannelConv SingleChannel(const Geometry& g) {
   return {g.x[0], g.x[1], g.x[2], g.w[0], g.w[1], g.w[3], g.y[1], g.y[2], g.pad_low[0],
           g.pad_low[1]};
+}
+
+// ------------------------------------------------------ narrow input images
+// On AVX-512 CPUs, undilated ungrouped convs of ≤ 8 input channels to whole
+// 16-lane vectors of outputs take narrow_input.cc's gradients, vectorised
+// over output channels (oneDNN blocks input channels by 16): dW with ≥ 32
+// outputs, dX at stride 1 where col2im does not take it. GFLOP/s at batch
+// 128, oneDNN (or col2im) against narrow_input.cc, alternating runs
+// (benchmarks/RESULTS.md): dW 32×32×3 → 64 3×3 47–113 / 230–279, 32×32×8
+// → 64 3×3 121–176 / 298–366, 128×128×3 → 32 3×3/2 87–118 / 136–219, but
+// 32×32×8 → 16 3×3 236–373 / 126–351; dX 14×14×6 → 16 5×5 57–65 / 105–119,
+// 32×32×8 → 64 3×3 136–171 / 176–261; col2im's 32×32×3 → 64 dX 106–184
+// against 100–125.
+constexpr int64_t kNarrowInputMinKernelGradOut = 32;
+
+bool UsesNarrowInput(const Geometry& g) {
+  static const bool supported = cvx::NarrowInputSupported();
+  return supported && g.groups == 1 && g.x[3] <= cvx::kNarrowInputMaxChannels &&
+         g.w[3] % cvx::kNarrowInputLanes == 0 && g.dilation[0] == 0 && g.dilation[1] == 0 &&
+         g.x[0] > 0 && g.y[1] > 0 && g.y[2] > 0;
+}
+
+bool UsesNarrowInputInputGrad(const Geometry& g) { return UsesNarrowInput(g) && !Strided(g); }
+
+bool UsesNarrowInputKernelGrad(const Geometry& g) {
+  return UsesNarrowInput(g) && g.w[3] >= kNarrowInputMinKernelGradOut;
+}
+
+cvx::NarrowInputConv NarrowInput(const Geometry& g) {
+  return {g.x[0], g.x[1], g.x[2], g.x[3], g.w[0], g.w[1], g.w[3], g.y[1], g.y[2],
+          g.strides[0], g.strides[1], g.pad_low[0], g.pad_low[1]};
 }
 
 // ------------------------------------------------ depthwise kernel gradients
@@ -1052,6 +1085,9 @@ ffi::Error BackwardData(Tensor dy, Tensor w, Result dx, Ints strides, Ints pads,
                                   dx->typed_data());
     else if (UsesCol2Im(g))
       BackwardDataCol2Im(g, dy.typed_data(), w.typed_data(), dx->typed_data());
+    else if (UsesNarrowInputInputGrad(g))
+      cvx::NarrowInputInputGrad(NarrowInput(g), dy.typed_data(), w.typed_data(),
+                                dx->typed_data());
     else if (UsesWinograd(g))
       RunWinograd(InputGradShape(g), w.typed_data(), true, dy.typed_data(), dx->typed_data());
     else
@@ -1066,6 +1102,9 @@ ffi::Error BackwardWeights(Tensor x, Tensor dy, Result dw, Ints strides, Ints pa
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kBackwardWeights, g, x.typed_data(), dy.typed_data(), dw->typed_data());
+    else if (UsesNarrowInputKernelGrad(g))
+      cvx::NarrowInputKernelGrad(NarrowInput(g), x.typed_data(), dy.typed_data(),
+                                 dw->typed_data());
     else if (UsesSingleChannel(g))
       cvx::SingleChannelKernelGrad(SingleChannel(g), x.typed_data(), dy.typed_data(),
                                    dw->typed_data());

@@ -15,25 +15,22 @@
 // kernels, so other CPUs keep oneDNN (SingleChannelSupported).
 #include "single_channel.h"
 
-#include <omp.h>
-
 #include <algorithm>
-#include <type_traits>
 #include <vector>
 
-#pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors pass only between inlined code
+#include "vectors.h"
 
 namespace cvx {
 namespace {
 
-constexpr int64_t kLanes = 16;
-typedef float Vec __attribute__((vector_size(kLanes * sizeof(float))));
-typedef float UnalignedVec __attribute__((vector_size(kLanes * sizeof(float)), aligned(4)));
-
-// Vectors live in registers and on the stack only: in memory they are floats
-// (a 64-byte vector type is only 16-byte aligned in code built without AVX-512).
-inline Vec Load(const float* p) { return *reinterpret_cast<const UnalignedVec*>(p); }
-inline void Store(float* p, Vec v) { *reinterpret_cast<UnalignedVec*>(p) = v; }
+using vectors::InBlocks;
+using vectors::kLanes;
+using vectors::Load;
+using vectors::PerThread;
+using vectors::RoundUp;
+using vectors::Store;
+using vectors::Vec;
+using vectors::WithBlock;
 
 // Output channels kept in registers at once by the forward pass.
 constexpr int kMaxBlock = 8;
@@ -47,27 +44,6 @@ constexpr int kInputGradVectors = 2;
 constexpr int kMaxDeinterleaved = 16;
 // Images per dW work item; fixed, so the sum's order is too.
 constexpr int64_t kChunkImages = 8;
-
-int64_t RoundUp(int64_t n) { return (n + kLanes - 1) / kLanes * kLanes; }
-
-// f(std::integral_constant<int, count>{}) for 1 ≤ count ≤ kMax.
-template <int kMax, typename F>
-inline void WithBlock(int64_t count, F f) {
-  if constexpr (kMax > 0) {
-    if (count == kMax)
-      f(std::integral_constant<int, kMax>{});
-    else
-      WithBlock<kMax - 1>(count, f);
-  }
-}
-
-// f(first, count) over [0, total) in blocks of at most kMax.
-template <int kMax, typename F>
-inline void InBlocks(int64_t total, F f) {
-  for (int64_t first = 0; first < total; first += kMax)
-    WithBlock<kMax>(std::min<int64_t>(kMax, total - first),
-                    [&](auto count) { f(first, count); });
-}
 
 // The channel planes of interleaved pixels: for rows × pixels pixels of
 // `channels` floats (rows `in_step` floats apart), out[c · plane_step + r ·
@@ -114,19 +90,6 @@ void PadPlanes(const float* image, int64_t height, int64_t width, int64_t channe
   Deinterleave(in, last_row - first_row, last_col - first_col, width * channels, channels, out,
                cols, rows * cols);
 }
-
-// Per-thread scratch, allocated before a parallel loop (so allocation fails
-// outside it) and split by thread.
-class PerThread {
- public:
-  explicit PerThread(int64_t floats)
-      : floats_(floats), data_(omp_get_max_threads() * floats) {}
-  float* Mine() { return data_.data() + omp_get_thread_num() * floats_; }
-
- private:
-  int64_t floats_;
-  std::vector<float> data_;
-};
 
 // ------------------------------------------------------------------ forward
 int64_t ForwardRows(const SingleChannelConv& s) { return s.out_h + s.taps_h - 1; }
