@@ -73,10 +73,17 @@ def pad_merged(x: jax.Array, channels: int, top: int, bottom: int, left: int, ri
   h, w = x.shape[1], x.shape[2] // channels
   if border == BORDER_CONSTANT:
     return jnp.pad(x, [(0, 0), (top, bottom), (left * channels, right * channels)])
-  mode = _NUMPY_MODE[border]
-  rows = np.pad(np.arange(h), (top, bottom), mode=mode)
-  cols = np.pad(np.arange(w), (left, right), mode=mode)
+  rows = source_indices(h, top, bottom, border)
+  cols = source_indices(w, left, right, border)
   return _take(_take(x, rows, 1, 1), cols, 2, channels)
+
+
+def source_indices(n: int, before: int, after: int, border: int) -> np.ndarray:
+  """For each index of an axis of ``n`` padded by ``before`` and ``after``,
+  the index it copies (int64, before + n + after), −1 for CONSTANT's fill."""
+  if border == BORDER_CONSTANT:
+    return np.pad(np.arange(n), (before, after), constant_values=-1)
+  return np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[border])
 
 
 def copy_make_border(image, top: int, bottom: int, left: int, right: int,

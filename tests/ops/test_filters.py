@@ -140,6 +140,25 @@ def test_gaussian_blur_uint8_exact_on_images_near_the_kernel_size():
                                       err_msg=f"{k} {h}×{w} {border}")
 
 
+def test_gaussian_blur_uint8_runs_the_native_kernel_on_cpu_and_equals_xla(monkeypatch):
+  """On CPU the 8-bit Gaussian is one native call (CvxSeparableU8); with
+  CVX_NATIVE_OPS=0 it is XLA's, bit-equal, for square kernels in 16 and 32
+  bits, other shapes, every border and a vmapped batch."""
+  def blur():  # a new function each time: traces are cached per function
+    return lambda x: [ops.gaussian_blur(x, k, 0, border=border)
+                      for k in ((3, 3), (5, 5), (7, 7), (5, 3)) for border in BORDERS]
+
+  image = np.random.default_rng(4).integers(0, 256, (2, 23, 19, 3), np.uint8)
+  assert "CvxSeparableU8" in str(jax.make_jaxpr(blur())(image))
+  native = jax.jit(blur())(image)
+  vmapped = jax.jit(jax.vmap(blur()))(image[:, None])
+  monkeypatch.setenv("CVX_NATIVE_OPS", "0")
+  assert "CvxSeparableU8" not in str(jax.make_jaxpr(blur())(image))
+  for got, batched, want in zip(native, vmapped, jax.jit(blur())(image)):
+    np.testing.assert_array_equal(got, want)
+    np.testing.assert_array_equal(batched[:, 0], want)
+
+
 def test_gaussian_blur_float_borders_and_kernel():
   image = photo("coffee").astype(np.float32) / 255
   for border in BORDERS:

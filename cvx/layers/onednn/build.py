@@ -23,7 +23,8 @@ import jax
 import jaxlib
 
 _HERE = pathlib.Path(__file__).parent
-SOURCES = (_HERE / "conv.cc", _HERE / "narrow_input.cc", _HERE / "single_channel.cc")
+SOURCES = (_HERE / "conv.cc", _HERE / "narrow_input.cc", _HERE / "separable_u8.cc",
+           _HERE / "single_channel.cc")
 HEADERS = (_HERE / "narrow_input.h", _HERE / "single_channel.h", _HERE / "vectors.h")
 HEADERS_DIST = "onednn-devel-cpu-gomp"
 LIBRARY_DIST = "onednn-cpu-gomp"
