@@ -12,6 +12,7 @@ from absl import logging
 from cvx.layers.onednn import build
 
 _SEPARABLE_U8 = "CvxSeparableU8"
+_SEPARABLE_U8_F32 = "CvxSeparableU8F32"
 
 
 @functools.cache
@@ -21,8 +22,9 @@ def _registered() -> bool:
   except build.OneDnnUnavailable as error:
     logging.warning("native image ops unavailable, using XLA's: %s", error)
     return False
-  jax.ffi.register_ffi_target(_SEPARABLE_U8, jax.ffi.pycapsule(getattr(library, _SEPARABLE_U8)),
-                              platform="cpu")
+  for target in (_SEPARABLE_U8, _SEPARABLE_U8_F32):
+    jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)),
+                                platform="cpu")
   return True
 
 
@@ -33,21 +35,41 @@ def active() -> bool:
           and _registered())
 
 
+def _int32(a) -> jax.Array:
+  return jnp.asarray(np.asarray(a, np.int32))
+
+
+def _check_bound(fn: str, ky: np.ndarray, kx: np.ndarray, bias: int, limit: int) -> None:
+  if 255 * int(np.abs(ky).sum()) * int(np.abs(kx).sum()) + bias >= limit:
+    raise ValueError(f"{fn}: 255·Σ|ky|·Σ|kx| + bias must stay below {limit}, got ky={ky}, "
+                     f"kx={kx}, bias={bias}")
+
+
 def separable_u8(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.ndarray,
                  cols: np.ndarray, left: int, bias: int, shift: int) -> jax.Array:
   """uint8((Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j]] + bias) >> shift)
   of uint8 N×H×W×C ``x``, same shape.
 
   ``rows`` (H + kh − 1) and ``cols`` (W + kw − 1) map padded to source
-  indices, −1 for zeros (np.pad of an arange for a border mode), the image
+  indices, −1 for zeros (:func:`cvx.ops.borders.source_indices`), the image
   ``left`` columns into the padded row. Taps are non-negative integers with
-  255·Σky·Σkx + bias < 2³² (the sums are exact uint32).
+  255·Σky·Σkx + bias < 2³² (the sums are exact).
   """
-  if (ky < 0).any() or (kx < 0).any() or 255 * int(ky.sum()) * int(kx.sum()) + bias >= 2**32:
-    raise ValueError(f"separable_u8: taps must be >= 0 with sums below 2^32, got ky={ky}, "
-                     f"kx={kx}, bias={bias}")
-  as_int32 = lambda a: jnp.asarray(np.asarray(a, np.int32))
+  if (ky < 0).any() or (kx < 0).any():
+    raise ValueError(f"separable_u8: taps must be >= 0, got ky={ky}, kx={kx}")
+  _check_bound("separable_u8", ky, kx, bias, 2**32)
   call = jax.ffi.ffi_call(_SEPARABLE_U8, jax.ShapeDtypeStruct(x.shape, jnp.uint8),
                           vmap_method="expand_dims")
-  return call(x, as_int32(rows), as_int32(cols), as_int32(ky), as_int32(kx),
-              left=np.int64(left), bias=np.int64(bias), shift=np.int64(shift))
+  return call(x, _int32(rows), _int32(cols), _int32(ky), _int32(kx), left=np.int64(left),
+              bias=np.int64(bias), shift=np.int64(shift))
+
+
+def separable_u8_to_f32(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.ndarray,
+                        cols: np.ndarray, left: int) -> jax.Array:
+  """float32(Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j]]) of uint8
+  N×H×W×C ``x``, same shape; integer taps of either sign with 255·Σ|ky|·Σ|kx|
+  < 2³¹, the maps as in :func:`separable_u8`."""
+  _check_bound("separable_u8_to_f32", ky, kx, 0, 2**31)
+  call = jax.ffi.ffi_call(_SEPARABLE_U8_F32, jax.ShapeDtypeStruct(x.shape, jnp.float32),
+                          vmap_method="expand_dims")
+  return call(x, _int32(rows), _int32(cols), _int32(ky), _int32(kx), left=np.int64(left))

@@ -1,4 +1,6 @@
 """cvx.ops.filters against cv2 on photographs, and the seeds' worked examples."""
+import re
+
 import cv2
 import jax
 import jax.numpy as jnp
@@ -140,21 +142,29 @@ def test_gaussian_blur_uint8_exact_on_images_near_the_kernel_size():
                                       err_msg=f"{k} {h}×{w} {border}")
 
 
-def test_gaussian_blur_uint8_runs_the_native_kernel_on_cpu_and_equals_xla(monkeypatch):
-  """On CPU the 8-bit Gaussian is one native call (CvxSeparableU8); with
-  CVX_NATIVE_OPS=0 it is XLA's, bit-equal, for square kernels in 16 and 32
-  bits, other shapes, every border and a vmapped batch."""
-  def blur():  # a new function each time: traces are cached per function
-    return lambda x: [ops.gaussian_blur(x, k, 0, border=border)
-                      for k in ((3, 3), (5, 5), (7, 7), (5, 3)) for border in BORDERS]
+def test_uint8_separable_filters_run_native_kernels_on_cpu_and_equal_xla(monkeypatch):
+  """On CPU the 8-bit Gaussian (CvxSeparableU8) and the float32 Sobel and
+  Scharr of uint8 images (CvxSeparableU8F32) are native calls; with
+  CVX_NATIVE_OPS=0 they are XLA's, bit-equal, for square kernels summed in 16
+  and 32 bits, other shapes, every border, RGB, jitted and vmapped."""
+  def filters():  # a new function each time: traces are cached per function
+    return lambda x: (
+        [ops.gaussian_blur(x, k, 0, border=border)
+         for k in ((3, 3), (5, 5), (7, 7), (5, 3)) for border in BORDERS] +
+        [ops.sobel(x, dx, dy, k, border=border)
+         for dx, dy, k in ((1, 0, 3), (0, 2, 5), (1, 1, 7), (1, 0, 1)) for border in BORDERS] +
+        [ops.scharr(x, 0, 1)])
 
   image = np.random.default_rng(4).integers(0, 256, (2, 23, 19, 3), np.uint8)
-  assert "CvxSeparableU8" in str(jax.make_jaxpr(blur())(image))
-  native = jax.jit(blur())(image)
-  vmapped = jax.jit(jax.vmap(blur()))(image[:, None])
+  jaxpr = str(jax.make_jaxpr(filters())(image))
+  assert re.search(r"target_name=CvxSeparableU8\b", jaxpr)
+  assert "target_name=CvxSeparableU8F32" in jaxpr
+  native = jax.jit(filters())(image)
+  vmapped = jax.jit(jax.vmap(filters()))(image[:, None])
   monkeypatch.setenv("CVX_NATIVE_OPS", "0")
-  assert "CvxSeparableU8" not in str(jax.make_jaxpr(blur())(image))
-  for got, batched, want in zip(native, vmapped, jax.jit(blur())(image)):
+  assert "CvxSeparableU8" not in str(jax.make_jaxpr(filters())(image))
+  for got, batched, want in zip(native, vmapped, jax.jit(filters())(image)):
+    assert got.dtype == want.dtype
     np.testing.assert_array_equal(got, want)
     np.testing.assert_array_equal(batched[:, 0], want)
 

@@ -1,18 +1,24 @@
-// An 8-bit separable filter with integer taps as an XLA FFI handler on CPU:
-// cvx.ops.gaussian_blur's fixed-point Gaussian, bit-exact with OpenCV's.
-//   CvxSeparableU8 (x, rows, cols, ky, kx) -> y;  attrs left, bias, shift
-// x and y are images × H × W × C uint8 (any leading dims count as images);
-// rows (H + kh − 1) and cols (W + kw − 1) are int32 maps from padded to
-// source rows and columns (−1: a zero), as np.pad of an arange makes them
-// for a border mode, with the image `left` columns into the padded row; ky
-// and kx are non-negative int32 taps with 255·Σky·Σkx + bias < 2³²:
-//   y[h, w, c] = uint8((Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j], c] + bias) >> shift)
-// Integer sums are exact, so columns are summed first, over whole rows of
-// W·C values, then rows; each output row in uint32 vectors.
+// 8-bit separable filters with integer taps as XLA FFI handlers on CPU:
+// cvx.ops.gaussian_blur's fixed-point Gaussian (bit-exact with OpenCV's) and
+// the float32 Sobel and Scharr derivatives of uint8 images.
+//   CvxSeparableU8    (x, rows, cols, ky, kx) -> uint8 y;  attrs left, bias, shift
+//       y = uint8((S + bias) >> shift), taps ≥ 0, 255·Σky·Σkx + bias < 2³²
+//   CvxSeparableU8F32 (x, rows, cols, ky, kx) -> float32 y;  attr left
+//       y = float32(S), signed taps, 255·Σ|ky|·Σ|kx| < 2³¹
+// with S[h, w, c] = Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j], c]. x and
+// y are images × H × W × C (any leading dims count as images); rows (H + kh
+// − 1) and cols (W + kw − 1) are int32 maps from padded to source rows and
+// columns (−1: a zero), as np.pad of an arange makes them for a border mode,
+// with the image `left` columns into the padded row. Integer sums are exact,
+// so columns are summed first, over whole rows of W·C values, then rows. The
+// sums run modulo 2¹⁶ where the result's range fits 16 bits (then read as
+// signed for float32), else modulo 2³².
 #include <omp.h>
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <type_traits>
 #include <vector>
 
 #include "xla/ffi/api/ffi.h"
@@ -28,6 +34,16 @@ struct Filter {
   uint32_t bias;
   int shift;
 };
+
+// One output value from its sum (bias included), in T's modular arithmetic.
+template <typename T>
+inline void Finish(const Filter& f, T total, uint8_t* out) {
+  *out = static_cast<uint8_t>(total >> f.shift);
+}
+template <typename T>
+inline void Finish(const Filter&, T total, float* out) {
+  *out = static_cast<float>(static_cast<std::make_signed_t<T>>(total));
+}
 
 // The rows an output row h reads (a row of zeros for a −1 in the map).
 template <int KH>
@@ -47,25 +63,25 @@ Inner InnerPixels(const Filter& f) {
 }
 
 // Output pixel w of a row from its column sums, through the column map.
-template <typename T>
-void ThroughMap(const Filter& f, const T* sums, int64_t w, uint8_t* out) {
+template <typename T, typename Out>
+void ThroughMap(const Filter& f, const T* sums, int64_t w, Out* out) {
   for (int64_t ch = 0; ch < f.channels; ++ch) {
-    uint32_t total = f.bias;
+    T total = static_cast<T>(f.bias);
     for (int64_t j = 0; j < f.kw; ++j) {
       const int32_t source = f.cols[w + j];
-      if (source >= 0) total += static_cast<uint32_t>(f.kx[j]) * sums[source * f.channels + ch];
+      if (source >= 0) total += static_cast<T>(f.kx[j]) * sums[source * f.channels + ch];
     }
-    out[w * f.channels + ch] = static_cast<uint8_t>(total >> f.shift);
+    Finish(f, total, out + w * f.channels + ch);
   }
 }
 
 // Output row h of one image (height × width × channels) into out, with a
-// KH × KW kernel summed in T (which must hold 255·Σky·Σkx + bias); `sums`
-// holds width · channels values, `zeros` as many zero bytes. The tap loops
-// are unrolled, so the compiler vectorises the loops over the row.
-template <typename T, int KH, int KW>
+// KH × KW kernel summed in T; `sums` holds width · channels values, `zeros`
+// as many zero bytes. The tap loops are unrolled, so the compiler
+// vectorises the loops over the row.
+template <typename T, int KH, int KW, typename Out>
 inline void FilterRowFixed(const Filter& f, const uint8_t* image, int64_t h,
-                           const uint8_t* zeros, T* __restrict sums, uint8_t* __restrict out) {
+                           const uint8_t* zeros, T* __restrict sums, Out* __restrict out) {
   const int64_t row = f.width * f.channels, c = f.channels;
   const uint8_t* rows[KH];
   SourceRows<KH>(f, image, h, zeros, rows);
@@ -82,16 +98,17 @@ inline void FilterRowFixed(const Filter& f, const uint8_t* image, int64_t h,
   for (int64_t k = inner.first * c; k < inner.last * c; ++k) {
     T total = bias;
     for (int j = 0; j < KW; ++j) total += kx[j] * sums[k + (j - f.left) * c];
-    out[k] = static_cast<uint8_t>(total >> f.shift);
+    Finish(f, total, out + k);
   }
   for (int64_t w = 0; w < inner.first; ++w) ThroughMap(f, sums, w, out);
   for (int64_t w = inner.last; w < f.width; ++w) ThroughMap(f, sums, w, out);
 }
 
-// Any kernel, in uint32, a pass over the row per tap.
+// Any kernel, modulo 2³², a pass over the row per tap.
+template <typename Out>
 inline void FilterRowAny(const Filter& f, const uint8_t* image, int64_t h,
                          uint32_t* __restrict sums, uint32_t* __restrict totals,
-                         uint8_t* __restrict out) {
+                         Out* __restrict out) {
   const int64_t row = f.width * f.channels, c = f.channels;
   std::fill(sums, sums + row, 0u);
   for (int64_t i = 0; i < f.kh; ++i) {
@@ -109,27 +126,30 @@ inline void FilterRowAny(const Filter& f, const uint8_t* image, int64_t h,
     const uint32_t* __restrict shifted = sums + (j - f.left) * c;
     for (int64_t k = begin; k < end; ++k) totals[k] += tap * shifted[k];
   }
-  for (int64_t k = begin; k < end; ++k) out[k] = static_cast<uint8_t>(totals[k] >> f.shift);
+  for (int64_t k = begin; k < end; ++k) Finish(f, totals[k], out + k);
   for (int64_t w = 0; w < inner.first; ++w) ThroughMap(f, sums, w, out);
   for (int64_t w = inner.last; w < f.width; ++w) ThroughMap(f, sums, w, out);
 }
 
-// Whether the filter's sums fit in 16 bits.
+// Whether the results' range fits 16 bits: [0, 2¹⁶) for uint8 outputs,
+// [−2¹⁵, 2¹⁵) for float32 ones.
+template <typename Out>
 bool Fits16(const Filter& f) {
-  uint64_t sy = 0, sx = 0;
-  for (int64_t i = 0; i < f.kh; ++i) sy += static_cast<uint64_t>(f.ky[i]);
-  for (int64_t j = 0; j < f.kw; ++j) sx += static_cast<uint64_t>(f.kx[j]);
-  return 255 * sy * sx + f.bias < (1u << 16);
+  int64_t sy = 0, sx = 0;
+  for (int64_t i = 0; i < f.kh; ++i) sy += std::abs(f.ky[i]);
+  for (int64_t j = 0; j < f.kw; ++j) sx += std::abs(f.kx[j]);
+  const int64_t bits = std::is_same_v<Out, float> ? 15 : 16;
+  return 255 * sy * sx + f.bias < (int64_t{1} << bits);
 }
 
 // Output row h; `scratch` holds 2 · width · channels uint32 values and
 // `zeros` width · channels zero bytes. Square 3×3, 5×5 and 7×7 kernels take
-// the unrolled loops (in 16 bits where the sums fit), others FilterRowAny.
-template <int K>
+// the unrolled loops (modulo 2¹⁶ where the results fit), others FilterRowAny.
+template <int K, typename Out>
 inline bool FilterRowSquare(const Filter& f, const uint8_t* image, int64_t h,
-                            const uint8_t* zeros, uint32_t* scratch, uint8_t* out) {
+                            const uint8_t* zeros, uint32_t* scratch, Out* out) {
   if (f.kh != K || f.kw != K) return false;
-  if (Fits16(f))
+  if (Fits16<Out>(f))
     FilterRowFixed<uint16_t, K, K>(f, image, h, zeros, reinterpret_cast<uint16_t*>(scratch),
                                    out);
   else
@@ -137,9 +157,9 @@ inline bool FilterRowSquare(const Filter& f, const uint8_t* image, int64_t h,
   return true;
 }
 
-__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
-void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* zeros,
-               uint32_t* scratch, uint8_t* out) {
+template <typename Out>
+inline void FilterRowOf(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* zeros,
+                        uint32_t* scratch, Out* out) {
   if (FilterRowSquare<3>(f, image, h, zeros, scratch, out) ||
       FilterRowSquare<5>(f, image, h, zeros, scratch, out) ||
       FilterRowSquare<7>(f, image, h, zeros, scratch, out))
@@ -147,10 +167,23 @@ void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* 
   FilterRowAny(f, image, h, scratch, scratch + f.width * f.channels, out);
 }
 
-ffi::Error SeparableU8(ffi::Buffer<ffi::U8> x, ffi::Buffer<ffi::S32> rows,
-                       ffi::Buffer<ffi::S32> cols, ffi::Buffer<ffi::S32> ky,
-                       ffi::Buffer<ffi::S32> kx, ffi::ResultBuffer<ffi::U8> y, int64_t left,
-                       int64_t bias, int64_t shift) {
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
+void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* zeros,
+               uint32_t* scratch, uint8_t* out) {
+  FilterRowOf(f, image, h, zeros, scratch, out);
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
+void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* zeros,
+               uint32_t* scratch, float* out) {
+  FilterRowOf(f, image, h, zeros, scratch, out);
+}
+
+// Every output row of x's images into y (Out: uint8_t or float).
+template <typename Out>
+ffi::Error Run(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S32> cols,
+               ffi::Buffer<ffi::S32> ky, ffi::Buffer<ffi::S32> kx, Out* y, int64_t left,
+               int64_t bias, int64_t shift) {
   const auto dims = x.dimensions();
   if (dims.size() < 3) return ffi::Error::InvalidArgument("CvxSeparableU8: x needs H, W, C");
   const int64_t n = dims.size();
@@ -160,25 +193,36 @@ ffi::Error SeparableU8(ffi::Buffer<ffi::U8> x, ffi::Buffer<ffi::S32> rows,
                  static_cast<int>(shift)};
   const int64_t image_size = f.height * f.width * f.channels;
   const int64_t images = image_size == 0 ? 0 : static_cast<int64_t>(x.element_count()) / image_size;
-  const int64_t rows_total = images * f.height;
-  const int64_t row = f.width * f.channels;
+  const int64_t rows_total = images * f.height, row = f.width * f.channels;
+  const uint8_t* in = static_cast<const uint8_t*>(x.untyped_data());
   std::vector<uint32_t> scratch(omp_get_max_threads() * 2 * row);
   const std::vector<uint8_t> zeros(row, 0);
 #pragma omp parallel for schedule(static)
   for (int64_t r = 0; r < rows_total; ++r) {
     const int64_t image = r / f.height, h = r % f.height;
-    FilterRow(f, x.typed_data() + image * image_size, h, zeros.data(),
-              scratch.data() + omp_get_thread_num() * 2 * row,
-              y->typed_data() + image * image_size + h * row);
+    FilterRow(f, in + image * image_size, h, zeros.data(),
+              scratch.data() + omp_get_thread_num() * 2 * row, y + image * image_size + h * row);
   }
   return ffi::Error::Success();
+}
+
+ffi::Error SeparableU8(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S32> cols,
+                       ffi::Buffer<ffi::S32> ky, ffi::Buffer<ffi::S32> kx,
+                       ffi::ResultBuffer<ffi::U8> y, int64_t left, int64_t bias, int64_t shift) {
+  return Run(x, rows, cols, ky, kx, y->typed_data(), left, bias, shift);
+}
+
+ffi::Error SeparableU8F32(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows,
+                          ffi::Buffer<ffi::S32> cols, ffi::Buffer<ffi::S32> ky,
+                          ffi::Buffer<ffi::S32> kx, ffi::ResultBuffer<ffi::F32> y, int64_t left) {
+  return Run(x, rows, cols, ky, kx, y->typed_data(), left, 0, 0);
 }
 
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8, SeparableU8,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::Buffer<ffi::U8>>()
+                                  .Arg<ffi::AnyBuffer>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
@@ -187,3 +231,13 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8, SeparableU8,
                                   .Attr<int64_t>("left")
                                   .Attr<int64_t>("bias")
                                   .Attr<int64_t>("shift"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8F32, SeparableU8F32,
+                              ffi::Ffi::Bind()
+                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Arg<ffi::Buffer<ffi::S32>>()
+                                  .Ret<ffi::Buffer<ffi::F32>>()
+                                  .Attr<int64_t>("left"));
