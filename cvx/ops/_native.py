@@ -13,6 +13,7 @@ from cvx.layers.onednn import build
 
 _SEPARABLE_U8 = "CvxSeparableU8"
 _SEPARABLE_U8_F32 = "CvxSeparableU8F32"
+_EXTREME_U8 = "CvxExtremeU8"
 
 
 @functools.cache
@@ -22,7 +23,7 @@ def _registered() -> bool:
   except build.OneDnnUnavailable as error:
     logging.warning("native image ops unavailable, using XLA's: %s", error)
     return False
-  for target in (_SEPARABLE_U8, _SEPARABLE_U8_F32):
+  for target in (_SEPARABLE_U8, _SEPARABLE_U8_F32, _EXTREME_U8):
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)),
                                 platform="cpu")
   return True
@@ -73,3 +74,16 @@ def separable_u8_to_f32(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.n
   call = jax.ffi.ffi_call(_SEPARABLE_U8_F32, jax.ShapeDtypeStruct(x.shape, jnp.float32),
                           vmap_method="expand_dims")
   return call(x, _int32(rows), _int32(cols), _int32(ky), _int32(kx), left=np.int64(left))
+
+
+def extreme_u8(x: jax.Array, kh: int, kw: int, rows: np.ndarray, cols: np.ndarray, left: int,
+               fill: int, use_max: bool) -> jax.Array:
+  """Min (or max) of uint8 N×H×W×C ``x`` over kh × kw rectangles,
+  x[rows[h + i], cols[w + j]] for i < kh, j < kw, ``fill`` (0..255) where a
+  map reads −1; the maps as in :func:`separable_u8`. Same shape."""
+  if not 0 <= fill <= 255:
+    raise ValueError(f"extreme_u8: fill must be in 0..255, got {fill}")
+  call = jax.ffi.ffi_call(_EXTREME_U8, jax.ShapeDtypeStruct(x.shape, jnp.uint8),
+                          vmap_method="expand_dims")
+  return call(x, _int32(rows), _int32(cols), kh=np.int64(kh), kw=np.int64(kw),
+              left=np.int64(left), fill=np.int64(fill), use_max=np.int64(use_max))

@@ -159,3 +159,31 @@ def test_opening_removes_specks_seed_000():
 def test_bad_arguments(call, error, match):
   with pytest.raises(error, match=match):
     call(photo("coins", gray=True))
+
+
+def test_uint8_rectangles_run_the_native_kernel_on_cpu_and_equal_xla(monkeypatch):
+  """On CPU, uint8 erosion and dilation of multi-channel images by full
+  rectangles are one native call (CvxExtremeU8); with CVX_NATIVE_OPS=0 they
+  are XLA's, bit-equal: odd and even sizes, iterations, every border and
+  fill, two and three channels, jitted and vmapped."""
+  rect = lambda w, h: ops.get_structuring_element(ops.MORPH_RECT, (w, h))
+  cases = [(rect(3, 3), 1, ops.BORDER_CONSTANT, None), (rect(5, 5), 1, ops.BORDER_REPLICATE, None),
+           (rect(7, 3), 2, ops.BORDER_REFLECT, None), (rect(4, 6), 1, ops.BORDER_REFLECT_101, None),
+           (rect(3, 5), 1, ops.BORDER_WRAP, None), (rect(5, 3), 1, ops.BORDER_CONSTANT, 17)]
+
+  def morph():  # a new function each time: traces are cached per function
+    return lambda x: [f(x, k, iterations=n, border=b, border_value=v)
+                      for f in (ops.erode, ops.dilate) for k, n, b, v in cases]
+
+  rng = np.random.default_rng(5)
+  for image in (rng.integers(0, 256, (2, 21, 17, 3), np.uint8),
+                rng.integers(0, 256, (2, 9, 26, 2), np.uint8)):
+    monkeypatch.delenv("CVX_NATIVE_OPS", raising=False)
+    assert "CvxExtremeU8" in str(jax.make_jaxpr(morph())(image))
+    native = jax.jit(morph())(image)
+    vmapped = jax.jit(jax.vmap(morph()))(image[:, None])
+    monkeypatch.setenv("CVX_NATIVE_OPS", "0")
+    assert "CvxExtremeU8" not in str(jax.make_jaxpr(morph())(image))
+    for got, batched, want in zip(native, vmapped, jax.jit(morph())(image)):
+      np.testing.assert_array_equal(got, want)
+      np.testing.assert_array_equal(batched[:, 0], want)

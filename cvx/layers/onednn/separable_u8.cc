@@ -1,10 +1,14 @@
 // 8-bit separable filters with integer taps as XLA FFI handlers on CPU:
 // cvx.ops.gaussian_blur's fixed-point Gaussian (bit-exact with OpenCV's) and
-// the float32 Sobel and Scharr derivatives of uint8 images.
+// the float32 Sobel and Scharr derivatives of uint8 images, and the erosion
+// and dilation of cvx.ops.erode / dilate by rectangles.
 //   CvxSeparableU8    (x, rows, cols, ky, kx) -> uint8 y;  attrs left, bias, shift
 //       y = uint8((S + bias) >> shift), taps ≥ 0, 255·Σky·Σkx + bias < 2³²
 //   CvxSeparableU8F32 (x, rows, cols, ky, kx) -> float32 y;  attr left
 //       y = float32(S), signed taps, 255·Σ|ky|·Σ|kx| < 2³¹
+//   CvxExtremeU8      (x, rows, cols) -> uint8 y;  attrs kh, kw, left, fill, use_max
+//       y = min (or max) of x[rows[h + i], cols[w + j], c] over i < kh, j < kw,
+//       `fill` where a map reads −1
 // with S[h, w, c] = Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j], c]. x and
 // y are images × H × W × C (any leading dims count as images); rows (H + kh
 // − 1) and cols (W + kw − 1) are int32 maps from padded to source rows and
@@ -218,26 +222,109 @@ ffi::Error SeparableU8F32(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows,
   return Run(x, rows, cols, ky, kx, y->typed_data(), left, 0, 0);
 }
 
+// ------------------------------------------------- rectangular min and max
+// Output row h of one image: the min (max) over kh source rows, then over
+// kw columns, one pass per tap over the row; `column` holds width ·
+// channels bytes, `fill_row` as many bytes of the fill value.
+template <bool kMax>
+inline void ExtremeRowOf(const Filter& f, const uint8_t* image, int64_t h, uint8_t fill,
+                         const uint8_t* fill_row, uint8_t* __restrict column,
+                         uint8_t* __restrict out) {
+  const int64_t row = f.width * f.channels, c = f.channels;
+  const auto pick = [](uint8_t a, uint8_t b) { return kMax ? std::max(a, b) : std::min(a, b); };
+  const auto source_row = [&](int64_t i) {
+    return f.rows[h + i] < 0 ? fill_row : image + f.rows[h + i] * row;
+  };
+  std::copy(source_row(0), source_row(0) + row, column);
+  for (int64_t i = 1; i < f.kh; ++i) {
+    const uint8_t* __restrict in = source_row(i);
+    for (int64_t k = 0; k < row; ++k) column[k] = pick(column[k], in[k]);
+  }
+  const Inner inner = InnerPixels(f);
+  const int64_t begin = inner.first * c, end = inner.last * c;
+  for (int64_t j = 0; j < f.kw; ++j) {
+    const uint8_t* __restrict shifted = column + (j - f.left) * c;
+    if (j == 0)
+      std::copy(shifted + begin, shifted + end, out + begin);
+    else
+      for (int64_t k = begin; k < end; ++k) out[k] = pick(out[k], shifted[k]);
+  }
+  const auto through_map = [&](int64_t w) {
+    for (int64_t ch = 0; ch < c; ++ch) {
+      uint8_t value = kMax ? 0 : 255;
+      for (int64_t j = 0; j < f.kw; ++j) {
+        const int32_t source = f.cols[w + j];
+        value = pick(value, source < 0 ? fill : column[source * c + ch]);
+      }
+      out[w * c + ch] = value;
+    }
+  };
+  for (int64_t w = 0; w < inner.first; ++w) through_map(w);
+  for (int64_t w = inner.last; w < f.width; ++w) through_map(w);
+}
+
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
+void ExtremeRow(const Filter& f, const uint8_t* image, int64_t h, bool use_max, uint8_t fill,
+                const uint8_t* fill_row, uint8_t* column, uint8_t* out) {
+  if (use_max)
+    ExtremeRowOf<true>(f, image, h, fill, fill_row, column, out);
+  else
+    ExtremeRowOf<false>(f, image, h, fill, fill_row, column, out);
+}
+
+ffi::Error ExtremeU8(ffi::Buffer<ffi::U8> x, ffi::Buffer<ffi::S32> rows,
+                     ffi::Buffer<ffi::S32> cols, ffi::ResultBuffer<ffi::U8> y, int64_t kh,
+                     int64_t kw, int64_t left, int64_t fill, int64_t use_max) {
+  const auto dims = x.dimensions();
+  if (dims.size() < 3) return ffi::Error::InvalidArgument("CvxExtremeU8: x needs H, W, C");
+  const int64_t n = dims.size();
+  const Filter f{dims[n - 3], dims[n - 2], dims[n - 1], rows.typed_data(), cols.typed_data(),
+                 nullptr, nullptr, kh, kw, left, 0, 0};
+  const int64_t image_size = f.height * f.width * f.channels, row = f.width * f.channels;
+  const int64_t images = image_size == 0 ? 0 : static_cast<int64_t>(x.element_count()) / image_size;
+  const uint8_t value = static_cast<uint8_t>(fill);
+  const std::vector<uint8_t> fill_row(row, value);
+  std::vector<uint8_t> columns(omp_get_max_threads() * row);
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < images * f.height; ++r) {
+    const int64_t image = r / f.height, h = r % f.height;
+    ExtremeRow(f, x.typed_data() + image * image_size, h, use_max != 0, value, fill_row.data(),
+               columns.data() + omp_get_thread_num() * row,
+               y->typed_data() + image * image_size + h * row);
+  }
+  return ffi::Error::Success();
+}
+
+// The separable filters' operands: x, rows, cols, ky, kx.
+auto BindOperands() {
+  return ffi::Ffi::Bind()
+      .Arg<ffi::AnyBuffer>()
+      .Arg<ffi::Buffer<ffi::S32>>()
+      .Arg<ffi::Buffer<ffi::S32>>()
+      .Arg<ffi::Buffer<ffi::S32>>()
+      .Arg<ffi::Buffer<ffi::S32>>();
+}
+
 }  // namespace
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8, SeparableU8,
-                              ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
+                              BindOperands()
                                   .Ret<ffi::Buffer<ffi::U8>>()
                                   .Attr<int64_t>("left")
                                   .Attr<int64_t>("bias")
                                   .Attr<int64_t>("shift"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8F32, SeparableU8F32,
+                              BindOperands().Ret<ffi::Buffer<ffi::F32>>().Attr<int64_t>("left"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxExtremeU8, ExtremeU8,
                               ffi::Ffi::Bind()
-                                  .Arg<ffi::AnyBuffer>()
+                                  .Arg<ffi::Buffer<ffi::U8>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
                                   .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Arg<ffi::Buffer<ffi::S32>>()
-                                  .Ret<ffi::Buffer<ffi::F32>>()
-                                  .Attr<int64_t>("left"));
+                                  .Ret<ffi::Buffer<ffi::U8>>()
+                                  .Attr<int64_t>("kh")
+                                  .Attr<int64_t>("kw")
+                                  .Attr<int64_t>("left")
+                                  .Attr<int64_t>("fill")
+                                  .Attr<int64_t>("use_max"));
