@@ -86,6 +86,17 @@ def source_indices(n: int, before: int, after: int, border: int) -> np.ndarray:
   return np.pad(np.arange(n), (before, after), mode=_NUMPY_MODE[border])
 
 
+def window_maps(height: int, width: int, kh: int, kw: int, border: int,
+                anchor: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray, int]:
+  """(rows, cols, left) for a kh × kw window anchored at ``anchor`` (row,
+  column; default the centre) on a height × width image: the padded-to-source
+  index maps of :func:`source_indices` for both axes, and the columns left of
+  the image in a padded row (cvx.ops._native's kernels take these)."""
+  top, left = anchor or (kh // 2, kw // 2)
+  return (source_indices(height, top, kh - 1 - top, border),
+          source_indices(width, left, kw - 1 - left, border), left)
+
+
 def copy_make_border(image, top: int, bottom: int, left: int, right: int,
                      border_type: int = BORDER_CONSTANT, value=0) -> jax.Array:
   """Pads the image like ``cv2.copyMakeBorder``.

@@ -101,9 +101,8 @@ def _extreme(image: jax.Array, mask: np.ndarray, use_max: bool, border: int,
     info = jnp.iinfo if image.dtype == jnp.uint8 else jnp.finfo
     border_value = info(image.dtype).min if use_max else info(image.dtype).max
   if _takes_native(image, mask, border_value):
-    _, h, w, _ = image.shape
-    return _native.extreme_u8(image, kh, kw, borders.source_indices(h, ay, kh - 1 - ay, border),
-                              borders.source_indices(w, ax, kw - 1 - ax, border), ax,
+    return _native.extreme_u8(image, kh, kw,
+                              *borders.window_maps(*image.shape[1:3], kh, kw, border, (ay, ax)),
                               0 if border_value is None else int(border_value), use_max)
   single = image.shape[-1] == 1
   x = image[..., 0] if single else image
