@@ -162,14 +162,16 @@ def test_bad_arguments(call, error, match):
 
 
 def test_uint8_rectangles_run_the_native_kernel_on_cpu_and_equal_xla(monkeypatch):
-  """On CPU, uint8 erosion and dilation of multi-channel images by full
-  rectangles are one native call (CvxExtremeU8); with CVX_NATIVE_OPS=0 they
-  are XLA's, bit-equal: odd and even sizes, iterations, every border and
-  fill, two and three channels, jitted and vmapped."""
+  """On CPU, uint8 erosion and dilation by full rectangles are one native
+  call (CvxExtremeU8); with CVX_NATIVE_OPS=0 they are XLA's, bit-equal: the
+  unrolled 3×3, 5×5 and 7×7 kernels and other sizes, iterations, every
+  border and fill, one to three channels, images narrower or shorter than
+  the kernel, jitted and vmapped."""
   rect = lambda w, h: ops.get_structuring_element(ops.MORPH_RECT, (w, h))
   cases = [(rect(3, 3), 1, ops.BORDER_CONSTANT, None), (rect(5, 5), 1, ops.BORDER_REPLICATE, None),
            (rect(7, 3), 2, ops.BORDER_REFLECT, None), (rect(4, 6), 1, ops.BORDER_REFLECT_101, None),
-           (rect(3, 5), 1, ops.BORDER_WRAP, None), (rect(5, 3), 1, ops.BORDER_CONSTANT, 17)]
+           (rect(3, 5), 1, ops.BORDER_WRAP, None), (rect(5, 3), 1, ops.BORDER_CONSTANT, 17),
+           (rect(7, 7), 1, ops.BORDER_REFLECT_101, None), (rect(5, 5), 1, ops.BORDER_CONSTANT, 200)]
 
   def morph():  # a new function each time: traces are cached per function
     return lambda x: [f(x, k, iterations=n, border=b, border_value=v)
@@ -177,7 +179,9 @@ def test_uint8_rectangles_run_the_native_kernel_on_cpu_and_equal_xla(monkeypatch
 
   rng = np.random.default_rng(5)
   for image in (rng.integers(0, 256, (2, 21, 17, 3), np.uint8),
-                rng.integers(0, 256, (2, 9, 26, 2), np.uint8)):
+                rng.integers(0, 256, (2, 9, 26, 2), np.uint8),
+                rng.integers(0, 256, (2, 70, 67, 1), np.uint8),
+                rng.integers(0, 256, (2, 4, 3, 1), np.uint8)):
     monkeypatch.delenv("CVX_NATIVE_OPS", raising=False)
     assert "CvxExtremeU8" in str(jax.make_jaxpr(morph())(image))
     native = jax.jit(morph())(image)
