@@ -12,7 +12,8 @@ from absl import logging
 from cvx.layers.onednn import build
 
 _SEPARABLE_U8 = "CvxSeparableU8"
-_SEPARABLE_U8_F32 = "CvxSeparableU8F32"
+_SEPARABLE_U8_SIGNED = {np.dtype(np.float32): ("CvxSeparableU8F32", 2**31),
+                        np.dtype(np.int16): ("CvxSeparableU8I16", 2**15)}
 _EXTREME_U8 = "CvxExtremeU8"
 
 
@@ -23,7 +24,7 @@ def _registered() -> bool:
   except build.OneDnnUnavailable as error:
     logging.warning("native image ops unavailable, using XLA's: %s", error)
     return False
-  for target in (_SEPARABLE_U8, _SEPARABLE_U8_F32, _EXTREME_U8):
+  for target in (_SEPARABLE_U8, *(t for t, _ in _SEPARABLE_U8_SIGNED.values()), _EXTREME_U8):
     jax.ffi.register_ffi_target(target, jax.ffi.pycapsule(getattr(library, target)),
                                 platform="cpu")
   return True
@@ -40,8 +41,12 @@ def _int32(a) -> jax.Array:
   return jnp.asarray(np.asarray(a, np.int32))
 
 
+def _largest_sum(ky: np.ndarray, kx: np.ndarray) -> int:
+  return 255 * int(np.abs(ky).sum()) * int(np.abs(kx).sum())
+
+
 def _check_bound(fn: str, ky: np.ndarray, kx: np.ndarray, bias: int, limit: int) -> None:
-  if 255 * int(np.abs(ky).sum()) * int(np.abs(kx).sum()) + bias >= limit:
+  if _largest_sum(ky, kx) + bias >= limit:
     raise ValueError(f"{fn}: 255·Σ|ky|·Σ|kx| + bias must stay below {limit}, got ky={ky}, "
                      f"kx={kx}, bias={bias}")
 
@@ -65,14 +70,22 @@ def separable_u8(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.ndarray,
               bias=np.int64(bias), shift=np.int64(shift))
 
 
-def separable_u8_to_f32(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.ndarray,
-                        cols: np.ndarray, left: int) -> jax.Array:
-  """float32(Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j]]) of uint8
-  N×H×W×C ``x``, same shape; integer taps of either sign with 255·Σ|ky|·Σ|kx|
-  < 2³¹, the maps as in :func:`separable_u8`."""
-  _check_bound("separable_u8_to_f32", ky, kx, 0, 2**31)
-  call = jax.ffi.ffi_call(_SEPARABLE_U8_F32, jax.ShapeDtypeStruct(x.shape, jnp.float32),
-                          vmap_method="expand_dims")
+def signed_sums_fit(ky: np.ndarray, kx: np.ndarray, dtype) -> bool:
+  """Whether :func:`separable_u8_signed` takes these taps into ``dtype``."""
+  return _largest_sum(ky, kx) < _SEPARABLE_U8_SIGNED[np.dtype(dtype)][1]
+
+
+def separable_u8_signed(x: jax.Array, ky: np.ndarray, kx: np.ndarray, rows: np.ndarray,
+                        cols: np.ndarray, left: int, dtype) -> jax.Array:
+  """dtype(Σ_i ky[i] Σ_j kx[j] x[rows[h + i], cols[w + j]]) of uint8
+  N×H×W×C ``x``, same shape, exact: integer taps of either sign with
+  255·Σ|ky|·Σ|kx| below 2³¹ for float32, 2¹⁵ for int16 (no saturation); the
+  maps as in :func:`separable_u8`."""
+  if np.dtype(dtype) not in _SEPARABLE_U8_SIGNED:
+    raise ValueError(f"separable_u8_signed: dtype must be float32 or int16, got {dtype}")
+  target, limit = _SEPARABLE_U8_SIGNED[np.dtype(dtype)]
+  _check_bound("separable_u8_signed", ky, kx, 0, limit)
+  call = jax.ffi.ffi_call(target, jax.ShapeDtypeStruct(x.shape, dtype), vmap_method="expand_dims")
   return call(x, _int32(rows), _int32(cols), _int32(ky), _int32(kx), left=np.int64(left))
 
 

@@ -143,22 +143,26 @@ def test_gaussian_blur_uint8_exact_on_images_near_the_kernel_size():
 
 
 def test_uint8_separable_filters_run_native_kernels_on_cpu_and_equal_xla(monkeypatch):
-  """On CPU the 8-bit Gaussian (CvxSeparableU8) and the float32 Sobel and
-  Scharr of uint8 images (CvxSeparableU8F32) are native calls; with
-  CVX_NATIVE_OPS=0 they are XLA's, bit-equal, for square kernels summed in 16
-  and 32 bits, other shapes, every border, RGB, jitted and vmapped."""
+  """On CPU the 8-bit Gaussian (CvxSeparableU8) and the float32 and int16
+  Sobel and Scharr of uint8 images (CvxSeparableU8F32, CvxSeparableU8I16:
+  where int16 cannot overflow) are native calls; with CVX_NATIVE_OPS=0 they
+  are XLA's, bit-equal, for square kernels summed in 16 and 32 bits, other
+  shapes, every border, RGB, jitted and vmapped."""
   def filters():  # a new function each time: traces are cached per function
     return lambda x: (
         [ops.gaussian_blur(x, k, 0, border=border)
          for k in ((3, 3), (5, 5), (7, 7), (5, 3)) for border in BORDERS] +
         [ops.sobel(x, dx, dy, k, border=border)
          for dx, dy, k in ((1, 0, 3), (0, 2, 5), (1, 1, 7), (1, 0, 1)) for border in BORDERS] +
-        [ops.scharr(x, 0, 1)])
+        [ops.scharr(x, 0, 1), ops.scharr(x, 1, 0, ddepth=np.int16)] +
+        [ops.sobel(x, dx, dy, k, border=border, ddepth=np.int16)
+         for dx, dy, k in ((1, 0, 3), (1, 1, 5), (2, 0, 7)) for border in BORDERS])
 
   image = np.random.default_rng(4).integers(0, 256, (2, 23, 19, 3), np.uint8)
   jaxpr = str(jax.make_jaxpr(filters())(image))
   assert re.search(r"target_name=CvxSeparableU8\b", jaxpr)
   assert "target_name=CvxSeparableU8F32" in jaxpr
+  assert jaxpr.count("target_name=CvxSeparableU8I16") == 1 + 2 * len(BORDERS)  # not 7×7
   native = jax.jit(filters())(image)
   vmapped = jax.jit(jax.vmap(filters()))(image[:, None])
   monkeypatch.setenv("CVX_NATIVE_OPS", "0")

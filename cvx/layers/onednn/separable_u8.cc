@@ -1,11 +1,13 @@
 // 8-bit separable filters with integer taps as XLA FFI handlers on CPU:
 // cvx.ops.gaussian_blur's fixed-point Gaussian (bit-exact with OpenCV's) and
-// the float32 Sobel and Scharr derivatives of uint8 images, and the erosion
-// and dilation of cvx.ops.erode / dilate by rectangles.
+// the float32 and int16 Sobel and Scharr derivatives of uint8 images, and the
+// erosion and dilation of cvx.ops.erode / dilate by rectangles.
 //   CvxSeparableU8    (x, rows, cols, ky, kx) -> uint8 y;  attrs left, bias, shift
 //       y = uint8((S + bias) >> shift), taps ≥ 0, 255·Σky·Σkx + bias < 2³²
 //   CvxSeparableU8F32 (x, rows, cols, ky, kx) -> float32 y;  attr left
 //       y = float32(S), signed taps, 255·Σ|ky|·Σ|kx| < 2³¹
+//   CvxSeparableU8I16 (x, rows, cols, ky, kx) -> int16 y;  attr left
+//       y = int16(S), signed taps, 255·Σ|ky|·Σ|kx| < 2¹⁵
 //   CvxExtremeU8      (x, rows, cols) -> uint8 y;  attrs kh, kw, left, fill, use_max
 //       y = min (or max) of x[rows[h + i], cols[w + j], c] over i < kh, j < kw,
 //       `fill` where a map reads −1
@@ -16,7 +18,7 @@
 // with the image `left` columns into the padded row. Integer sums are exact,
 // so columns are summed first, over whole rows of W·C values, then rows. The
 // sums run modulo 2¹⁶ where the result's range fits 16 bits (then read as
-// signed for float32), else modulo 2³².
+// signed for float32 and int16), else modulo 2³².
 #include <omp.h>
 
 #include <algorithm>
@@ -70,6 +72,10 @@ inline void Finish(const Filter& f, T total, uint8_t* out) {
 template <typename T>
 inline void Finish(const Filter&, T total, float* out) {
   *out = static_cast<float>(static_cast<std::make_signed_t<T>>(total));
+}
+template <typename T>
+inline void Finish(const Filter&, T total, int16_t* out) {
+  *out = static_cast<int16_t>(static_cast<std::make_signed_t<T>>(total));
 }
 
 // The rows an output row h reads (a row of zeros for a −1 in the map).
@@ -159,13 +165,13 @@ inline void FilterRowAny(const Filter& f, const uint8_t* image, int64_t h,
 }
 
 // Whether the results' range fits 16 bits: [0, 2¹⁶) for uint8 outputs,
-// [−2¹⁵, 2¹⁵) for float32 ones.
+// [−2¹⁵, 2¹⁵) for signed ones.
 template <typename Out>
 bool Fits16(const Filter& f) {
   int64_t sy = 0, sx = 0;
   for (int64_t i = 0; i < f.kh; ++i) sy += std::abs(f.ky[i]);
   for (int64_t j = 0; j < f.kw; ++j) sx += std::abs(f.kx[j]);
-  const int64_t bits = std::is_same_v<Out, float> ? 15 : 16;
+  const int64_t bits = std::is_same_v<Out, uint8_t> ? 16 : 15;
   return 255 * sy * sx + f.bias < (int64_t{1} << bits);
 }
 
@@ -206,6 +212,12 @@ void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* 
   FilterRowOf(f, image, h, zeros, scratch, out);
 }
 
+__attribute__((target_clones("arch=x86-64-v4", "avx2", "default"), flatten))
+void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* zeros,
+               uint32_t* scratch, int16_t* out) {
+  FilterRowOf(f, image, h, zeros, scratch, out);
+}
+
 // Every output row of x's images into y (Out: uint8_t or float).
 template <typename Out>
 ffi::Error Run(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S32> cols,
@@ -242,6 +254,12 @@ ffi::Error SeparableU8(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer
 ffi::Error SeparableU8F32(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows,
                           ffi::Buffer<ffi::S32> cols, ffi::Buffer<ffi::S32> ky,
                           ffi::Buffer<ffi::S32> kx, ffi::ResultBuffer<ffi::F32> y, int64_t left) {
+  return Run(x, rows, cols, ky, kx, y->typed_data(), left, 0, 0);
+}
+
+ffi::Error SeparableU8I16(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows,
+                          ffi::Buffer<ffi::S32> cols, ffi::Buffer<ffi::S32> ky,
+                          ffi::Buffer<ffi::S32> kx, ffi::ResultBuffer<ffi::S16> y, int64_t left) {
   return Run(x, rows, cols, ky, kx, y->typed_data(), left, 0, 0);
 }
 
@@ -375,6 +393,9 @@ XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8, SeparableU8,
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8F32, SeparableU8F32,
                               BindOperands().Ret<ffi::Buffer<ffi::F32>>().Attr<int64_t>("left"));
+
+XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxSeparableU8I16, SeparableU8I16,
+                              BindOperands().Ret<ffi::Buffer<ffi::S16>>().Attr<int64_t>("left"));
 
 XLA_FFI_DEFINE_HANDLER_SYMBOL(CvxExtremeU8, ExtremeU8,
                               ffi::Ffi::Bind()
