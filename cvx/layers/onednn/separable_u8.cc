@@ -64,6 +64,27 @@ class ThreadScratch {
   std::vector<uint8_t> buffer_;
 };
 
+// f's height, width and channels from x's dims (images × H × W × C, any
+// leading dims counting as images); returns the number of images, or −1
+// where x has fewer than three dims.
+template <typename Buffer>
+int64_t ReadImageShape(const Buffer& x, Filter& f) {
+  const auto dims = x.dimensions();
+  const int64_t n = dims.size();
+  if (n < 3) return -1;
+  f.height = dims[n - 3], f.width = dims[n - 2], f.channels = dims[n - 1];
+  const int64_t image_size = f.height * f.width * f.channels;
+  return image_size == 0 ? 0 : static_cast<int64_t>(x.element_count()) / image_size;
+}
+
+// row_fn(image, h) for every row h of every image, the rows split over the
+// OpenMP threads.
+template <typename RowFn>
+void ForEachRow(int64_t images, int64_t height, RowFn row_fn) {
+#pragma omp parallel for schedule(static)
+  for (int64_t r = 0; r < images * height; ++r) row_fn(r / height, r % height);
+}
+
 // One output value from its sum (bias included), in T's modular arithmetic.
 template <typename T>
 inline void Finish(const Filter& f, T total, uint8_t* out) {
@@ -223,25 +244,19 @@ template <typename Out>
 ffi::Error Run(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S32> cols,
                ffi::Buffer<ffi::S32> ky, ffi::Buffer<ffi::S32> kx, Out* y, int64_t left,
                int64_t bias, int64_t shift) {
-  const auto dims = x.dimensions();
-  if (dims.size() < 3) return ffi::Error::InvalidArgument("CvxSeparableU8: x needs H, W, C");
-  const int64_t n = dims.size();
-  const Filter f{dims[n - 3], dims[n - 2], dims[n - 1], rows.typed_data(), cols.typed_data(),
-                 ky.typed_data(), kx.typed_data(), static_cast<int64_t>(ky.element_count()),
-                 static_cast<int64_t>(kx.element_count()), left, static_cast<uint32_t>(bias),
-                 static_cast<int>(shift)};
-  const int64_t image_size = f.height * f.width * f.channels;
-  const int64_t images = image_size == 0 ? 0 : static_cast<int64_t>(x.element_count()) / image_size;
-  const int64_t rows_total = images * f.height, row = f.width * f.channels;
+  Filter f{0, 0, 0, rows.typed_data(), cols.typed_data(), ky.typed_data(), kx.typed_data(),
+           static_cast<int64_t>(ky.element_count()), static_cast<int64_t>(kx.element_count()),
+           left, static_cast<uint32_t>(bias), static_cast<int>(shift)};
+  const int64_t images = ReadImageShape(x, f);
+  if (images < 0) return ffi::Error::InvalidArgument("CvxSeparableU8: x needs H, W, C");
+  const int64_t row = f.width * f.channels, image_size = f.height * row;
   const uint8_t* in = static_cast<const uint8_t*>(x.untyped_data());
   ThreadScratch scratch(2 * row * sizeof(uint32_t));
   const std::vector<uint8_t> zeros(row, 0);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < rows_total; ++r) {
-    const int64_t image = r / f.height, h = r % f.height;
-    FilterRow(f, in + image * image_size, h, zeros.data(),
-              scratch.Mine<uint32_t>(), y + image * image_size + h * row);
-  }
+  ForEachRow(images, f.height, [&](int64_t image, int64_t h) {
+    FilterRow(f, in + image * image_size, h, zeros.data(), scratch.Mine<uint32_t>(),
+              y + image * image_size + h * row);
+  });
   return ffi::Error::Success();
 }
 
@@ -352,23 +367,17 @@ void ExtremeRow(const Filter& f, const uint8_t* image, int64_t h, bool use_max, 
 ffi::Error ExtremeU8(ffi::Buffer<ffi::U8> x, ffi::Buffer<ffi::S32> rows,
                      ffi::Buffer<ffi::S32> cols, ffi::ResultBuffer<ffi::U8> y, int64_t kh,
                      int64_t kw, int64_t left, int64_t fill, int64_t use_max) {
-  const auto dims = x.dimensions();
-  if (dims.size() < 3) return ffi::Error::InvalidArgument("CvxExtremeU8: x needs H, W, C");
-  const int64_t n = dims.size();
-  const Filter f{dims[n - 3], dims[n - 2], dims[n - 1], rows.typed_data(), cols.typed_data(),
-                 nullptr, nullptr, kh, kw, left, 0, 0};
-  const int64_t image_size = f.height * f.width * f.channels, row = f.width * f.channels;
-  const int64_t images = image_size == 0 ? 0 : static_cast<int64_t>(x.element_count()) / image_size;
+  Filter f{0, 0, 0, rows.typed_data(), cols.typed_data(), nullptr, nullptr, kh, kw, left, 0, 0};
+  const int64_t images = ReadImageShape(x, f);
+  if (images < 0) return ffi::Error::InvalidArgument("CvxExtremeU8: x needs H, W, C");
+  const int64_t row = f.width * f.channels, image_size = f.height * row;
   const uint8_t value = static_cast<uint8_t>(fill);
   const std::vector<uint8_t> fill_row(row, value);
   ThreadScratch padded_rows((f.width + kw - 1) * f.channels);
-#pragma omp parallel for schedule(static)
-  for (int64_t r = 0; r < images * f.height; ++r) {
-    const int64_t image = r / f.height, h = r % f.height;
+  ForEachRow(images, f.height, [&](int64_t image, int64_t h) {
     ExtremeRow(f, x.typed_data() + image * image_size, h, use_max != 0, value, fill_row.data(),
-               padded_rows.Mine<uint8_t>(),
-               y->typed_data() + image * image_size + h * row);
-  }
+               padded_rows.Mine<uint8_t>(), y->typed_data() + image * image_size + h * row);
+  });
   return ffi::Error::Success();
 }
 
