@@ -356,21 +356,33 @@ def layer_bytes(layer: dict) -> float:
                 + kh * kw * layer["cin_group"] * layer["cout"])
 
 
+def matmul_ceiling(layer: dict, matmul_rate: float, bandwidth: float) -> float:
+  """The largest fraction of ``matmul_rate`` (GFLOP/s) the layer's passes can
+  reach: 1 where the multiplies bound them, less where moving their bytes at
+  ``bandwidth`` (GB/s) takes longer (depthwise convs)."""
+  compute = layer_flops(layer) / 1e9 / matmul_rate
+  return compute / max(compute, layer_bytes(layer) / 1e9 / bandwidth)
+
+
 def print_layer_table(name: str, batch: int) -> None:
   """Markdown table: GFLOP/s of fwd/dX/dW per distinct conv layer.
 
   "% matmul" is cvx's rate over all three passes against the matmul rate;
   "% roofline" its time against the least time the three passes could take:
   each at the matmul rate or moving its bytes at the stream bandwidth,
-  whichever is slower (depthwise convs are bound by memory, not multiplies).
+  whichever is slower; "ceiling" the % matmul that least time means (below
+  100% for depthwise convs, bound by memory, not multiplies). A last line
+  counts the layers under 50% of the matmul rate, and those whose ceiling
+  is under it too.
   """
   mm_xla, mm_torch = matmul_rates()
   bandwidth = stream_bandwidth()
   print(f"\n{name}, batch {batch}: matmul 2048² fp32 = {mm_xla:.0f} GFLOP/s (XLA), "
         f"{mm_torch:.0f} GFLOP/s (torch); stream {bandwidth:.1f} GB/s (XLA)\n")
   print("| layer (in → out, k/s, groups) | × | cvx (oneDNN) fwd / dX / dW "
-        "| matmul lowering | XLA | torch | cvx all, % matmul | % roofline |")
-  print("|---|---|---|---|---|---|---|---|")
+        "| matmul lowering | XLA | torch | cvx all, % matmul | % roofline | ceiling |")
+  print("|---|---|---|---|---|---|---|---|---|")
+  below, capped = 0, 0
   for layer in conv_layers(name, batch):
     flops = layer_flops(layer) / 1e9
     cvx_t, matmul_t = (_lowering_times(layer, mode) for mode in ("onednn", "matmul"))
@@ -379,12 +391,18 @@ def print_layer_table(name: str, batch: int) -> None:
     rates = [" / ".join(f"{flops / t:.0f}" for t in ts)
              for ts in (cvx_t, matmul_t, xla_t, torch_t)]
     total = 3 * flops / sum(cvx_t)
-    bound = 3 * max(flops / mm_xla, layer_bytes(layer) / 1e9 / bandwidth)
+    ceiling = matmul_ceiling(layer, mm_xla, bandwidth)
+    bound = 3 * flops / mm_xla / ceiling
+    below += total < mm_xla / 2
+    capped += total < mm_xla / 2 and ceiling < 0.5
     n, h, w, c = layer["x_shape"]
     desc = (f"{h}×{w}×{c} → {layer['cout']}, {layer['kernel'][0]}×{layer['kernel'][1]}"
             f"/{layer['strides'][0]}, g{layer['groups']}")
     print(f"| {desc} | {layer['count']} | {' | '.join(rates)} "
-          f"| {total:.0f} ({100 * total / mm_xla:.0f}%) | {100 * bound / sum(cvx_t):.0f}% |")
+          f"| {total:.0f} ({100 * total / mm_xla:.0f}%) | {100 * bound / sum(cvx_t):.0f}% "
+          f"| {100 * ceiling:.0f}% |")
+  print(f"\n{below} layers under 50% of the matmul rate; {capped} of them with a ceiling "
+        "under 50% (memory-bound: no implementation reaches it on this machine)")
 
 
 def _lowering_times(layer: dict, mode: str) -> tuple[float, float, float]:
