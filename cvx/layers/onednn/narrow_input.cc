@@ -191,7 +191,7 @@ void NarrowInputKernelGrad(const NarrowInputConv& s, const float* x, const float
   const int64_t taps = s.taps_h * RowTaps(s) * s.out_c;
   const int64_t chunks = (s.images + kChunkImages - 1) / kChunkImages;
   std::vector<float> sums(chunks * taps, 0.0f);
-  PerThread padded(PaddedRows(s) * PaddedCols(s) * s.in_c);
+  PerThread<float> padded(PaddedRows(s) * PaddedCols(s) * s.in_c);
 #pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     const int64_t last = std::min(s.images, (chunk + 1) * kChunkImages);

@@ -27,9 +27,11 @@
 #include <type_traits>
 #include <vector>
 
+#include "vectors.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
+using cvx::vectors::PerThread;
 
 namespace {
 
@@ -39,29 +41,6 @@ struct Filter {
   int64_t kh, kw, left;
   uint32_t bias;
   int shift;
-};
-
-// A scratch buffer of `bytes` bytes per OpenMP thread, each on its own
-// cache lines: threads writing neighbouring buffers would share a line and
-// stall each other (false sharing; 2× slower grey erosion on two cores).
-class ThreadScratch {
- public:
-  explicit ThreadScratch(int64_t bytes)
-      : stride_((bytes + kLine - 1) / kLine * kLine),
-        buffer_(omp_get_max_threads() * stride_ + kLine) {}
-
-  // This thread's buffer.
-  template <typename T>
-  T* Mine() {
-    const auto base = reinterpret_cast<uintptr_t>(buffer_.data());
-    const uintptr_t aligned = (base + kLine - 1) / kLine * kLine;
-    return reinterpret_cast<T*>(aligned + omp_get_thread_num() * stride_);
-  }
-
- private:
-  static constexpr int64_t kLine = 64;
-  int64_t stride_;
-  std::vector<uint8_t> buffer_;
 };
 
 // f's height, width and channels from x's dims (images × H × W × C, any
@@ -239,7 +218,7 @@ void FilterRow(const Filter& f, const uint8_t* image, int64_t h, const uint8_t* 
   FilterRowOf(f, image, h, zeros, scratch, out);
 }
 
-// Every output row of x's images into y (Out: uint8_t or float).
+// Every output row of x's images into y (Out: uint8_t, float or int16_t).
 template <typename Out>
 ffi::Error Run(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S32> cols,
                ffi::Buffer<ffi::S32> ky, ffi::Buffer<ffi::S32> kx, Out* y, int64_t left,
@@ -251,10 +230,10 @@ ffi::Error Run(ffi::AnyBuffer x, ffi::Buffer<ffi::S32> rows, ffi::Buffer<ffi::S3
   if (images < 0) return ffi::Error::InvalidArgument("CvxSeparableU8: x needs H, W, C");
   const int64_t row = f.width * f.channels, image_size = f.height * row;
   const uint8_t* in = static_cast<const uint8_t*>(x.untyped_data());
-  ThreadScratch scratch(2 * row * sizeof(uint32_t));
+  PerThread<uint32_t> scratch(2 * row);
   const std::vector<uint8_t> zeros(row, 0);
   ForEachRow(images, f.height, [&](int64_t image, int64_t h) {
-    FilterRow(f, in + image * image_size, h, zeros.data(), scratch.Mine<uint32_t>(),
+    FilterRow(f, in + image * image_size, h, zeros.data(), scratch.Mine(),
               y + image * image_size + h * row);
   });
   return ffi::Error::Success();
@@ -373,10 +352,10 @@ ffi::Error ExtremeU8(ffi::Buffer<ffi::U8> x, ffi::Buffer<ffi::S32> rows,
   const int64_t row = f.width * f.channels, image_size = f.height * row;
   const uint8_t value = static_cast<uint8_t>(fill);
   const std::vector<uint8_t> fill_row(row, value);
-  ThreadScratch padded_rows((f.width + kw - 1) * f.channels);
+  PerThread<uint8_t> padded_rows((f.width + kw - 1) * f.channels);
   ForEachRow(images, f.height, [&](int64_t image, int64_t h) {
     ExtremeRow(f, x.typed_data() + image * image_size, h, use_max != 0, value, fill_row.data(),
-               padded_rows.Mine<uint8_t>(), y->typed_data() + image * image_size + h * row);
+               padded_rows.Mine(), y->typed_data() + image * image_size + h * row);
   });
   return ffi::Error::Success();
 }

@@ -228,7 +228,7 @@ void KernelGradImage(const SingleChannelConv& s, const float* x, const float* dy
 bool SingleChannelSupported() { return __builtin_cpu_supports("avx512f"); }
 
 void SingleChannelForward(const SingleChannelConv& s, const float* x, const float* w, float* y) {
-  PerThread planes(ForwardRows(s) * ForwardCols(s));
+  PerThread<float> planes(ForwardRows(s) * ForwardCols(s));
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.images; ++n)
     ForwardImage(s, x + n * s.height * s.width, w, planes.Mine(),
@@ -243,7 +243,7 @@ void SingleChannelInputGrad(const SingleChannelConv& s, const float* dy, const f
       for (int64_t j = 0; j < s.taps_w; ++j)
         flipped[(c * s.taps_h + i) * s.taps_w + j] =
             w[((s.taps_h - 1 - i) * s.taps_w + s.taps_w - 1 - j) * s.out_c + c];
-  PerThread planes(s.out_c * InputGradRows(s) * InputGradCols(s));
+  PerThread<float> planes(s.out_c * InputGradRows(s) * InputGradCols(s));
 #pragma omp parallel for schedule(static)
   for (int64_t n = 0; n < s.images; ++n)
     InputGradImage(s, dy + n * s.out_h * s.out_w * s.out_c, flipped.data(), planes.Mine(),
@@ -257,7 +257,7 @@ void SingleChannelKernelGrad(const SingleChannelConv& s, const float* x, const f
   const int64_t taps = s.taps_h * s.taps_w * s.out_c;
   const int64_t chunks = (s.images + kChunkImages - 1) / kChunkImages;
   std::vector<float> sums(chunks * taps * kLanes, 0.0f);
-  PerThread planes(ForwardRows(s) * ForwardCols(s) + s.out_c * s.out_h * GradCols(s));
+  PerThread<float> planes(ForwardRows(s) * ForwardCols(s) + s.out_c * s.out_h * GradCols(s));
 #pragma omp parallel for schedule(static)
   for (int64_t chunk = 0; chunk < chunks; ++chunk) {
     float* plane = planes.Mine();
