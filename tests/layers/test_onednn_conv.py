@@ -131,6 +131,37 @@ def test_narrow_input_convs_match_lax(name):
   _assert_matches_lax(NARROW_INPUT_CASES[name], rtol=1e-4, atol=1e-3)
 
 
+# Stride-1 depthwise convs of 3×3 or 5×5 kernels over whole 16-channel
+# vectors (≤ 128 channels, or maps of ≤ 4 pixels): depthwise.cc's passes.
+DEPTHWISE_CASES = {
+    # MobileNet's block: 14 inner columns in forward tiles of 7, two border
+    # columns; 32 channels, one dW item of two blocks.
+    "mobilenet_block": ((3, 16, 16, 32), (3, 3, 1, 32), (1, 1), "SAME", (1, 1), 32),
+    # 27 inner columns (tiles of 7, 7, 7 and 6), batch 1.
+    "wide_rows_batch1": ((1, 13, 29, 16), (3, 3, 1, 16), (1, 1), "SAME", (1, 1), 16),
+    # 5×5 (EfficientNet), 19 images: dW chunks of 8, 8 and 3.
+    "5x5_three_chunks": ((19, 11, 21, 32), (5, 5, 1, 32), (1, 1), "SAME", (1, 1), 32),
+    # Dilation with asymmetric and negative pads; 48 channels are a dW item
+    # of two blocks and one of one.
+    "dilated_negative_pads": ((2, 9, 19, 48), (3, 3, 1, 48), (1, 1), ((2, 0), (3, -1)),
+                              (2, 2), 48),
+    # Column dilation: tiles load each tap's inputs.
+    "5x5_column_dilation": ((2, 12, 17, 16), (5, 5, 1, 16), (1, 1), ((1, 3), (0, 2)),
+                            (1, 2), 16),
+    # A 5×5 kernel wider than the map: no inner column.
+    "5x5_on_4x3_map": ((2, 4, 3, 16), (5, 5, 1, 16), (1, 1), "SAME", (1, 1), 16),
+    # ≤ 4-pixel maps (MobileNet's last blocks), any channel count: pixel by
+    # pixel, channels innermost.
+    "2x2_map_256_channels": ((9, 2, 2, 256), (3, 3, 1, 256), (1, 1), "SAME", (1, 1), 256),
+    "1x1_map": ((3, 1, 1, 64), (3, 3, 1, 64), (1, 1), "SAME", (1, 1), 64),
+}
+
+
+@pytest.mark.parametrize("name", DEPTHWISE_CASES)
+def test_depthwise_convs_match_lax(name):
+  _assert_matches_lax(DEPTHWISE_CASES[name], rtol=1e-4, atol=1e-3)
+
+
 _KERNEL_GRAD = """
 import jax, numpy as np
 from cvx.layers import conv_lowering
@@ -139,17 +170,23 @@ x = jax.random.normal(jax.random.key(0), {x_shape})
 g = jax.random.normal(jax.random.key(1), {y_shape})
 w = jax.numpy.zeros({w_shape})
 conv = lambda w: conv_lowering.conv_general_dilated(
-    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"))
+    x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC"),
+    feature_group_count={groups})
 np.save("{out}", np.asarray(jax.vjp(conv, w)[1](g)[0]))
 """
 
 
-@pytest.mark.parametrize("in_c, out_c", [(1, 3), (3, 32)], ids=["single_channel", "narrow_input"])
-def test_direct_kernel_gradients_do_not_depend_on_the_thread_count(tmp_path, in_c, out_c):
-  """single_channel.cc's and narrow_input.cc's dW sum fixed chunks of images
-  in a fixed order: 1 and 2 OpenMP threads give the same bits."""
-  script = _KERNEL_GRAD.format(x_shape=(37, 12, 21, in_c), y_shape=(37, 12, 21, out_c),
-                               w_shape=(5, 5, in_c, out_c), out=tmp_path / "dw.npy")
+@pytest.mark.parametrize("x_shape, w_shape, groups", [
+    ((37, 12, 21, 1), (5, 5, 1, 3), 1), ((37, 12, 21, 3), (5, 5, 3, 32), 1),
+    ((37, 12, 21, 48), (3, 3, 1, 48), 48), ((37, 2, 2, 32), (3, 3, 1, 32), 32)],
+    ids=["single_channel", "narrow_input", "depthwise", "depthwise_small_map"])
+def test_direct_kernel_gradients_do_not_depend_on_the_thread_count(tmp_path, x_shape, w_shape,
+                                                                   groups):
+  """single_channel.cc's, narrow_input.cc's and depthwise.cc's dW sum fixed
+  chunks of images in a fixed order: 1 and 2 OpenMP threads give the same
+  bits."""
+  script = _KERNEL_GRAD.format(x_shape=x_shape, y_shape=(*x_shape[:3], w_shape[3]),
+                               w_shape=w_shape, groups=groups, out=tmp_path / "dw.npy")
   grads = []
   for threads in ("1", "2"):
     env = dict(os.environ, OMP_NUM_THREADS=threads)
@@ -293,7 +330,8 @@ def test_missing_compiler_is_a_clear_error(tmp_path, monkeypatch):
 def test_failed_compilation_names_the_command(tmp_path, monkeypatch):
   monkeypatch.setenv("CVX_CACHE_DIR", str(tmp_path))
   monkeypatch.setenv("CXX", f"c++ -include {tmp_path / 'missing.h'}")  # a compile error
-  with pytest.raises(onednn.OneDnnUnavailable, match="compiling conv.cc, narrow_input.cc, separable_u8.cc, single_channel.cc failed"):
+  sources = "conv.cc, depthwise.cc, narrow_input.cc, separable_u8.cc, single_channel.cc"
+  with pytest.raises(onednn.OneDnnUnavailable, match=f"compiling {sources} failed"):
     build.build()
   assert os.listdir(tmp_path) == []  # nothing half-written in the cache
 

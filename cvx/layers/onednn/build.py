@@ -1,5 +1,6 @@
 """Compiles ``conv.cc`` (the oneDNN conv FFI handlers) and the kernels it
-calls (``single_channel.cc``) once per machine.
+calls (``depthwise.cc``, ``narrow_input.cc``, ``single_channel.cc``) and
+``separable_u8.cc`` once per machine.
 
 The shared library is built with the C++ compiler ``$CXX`` (default ``c++``)
 against the XLA FFI headers shipped in jaxlib and the oneDNN CPU build of the
@@ -23,9 +24,10 @@ import jax
 import jaxlib
 
 _HERE = pathlib.Path(__file__).parent
-SOURCES = (_HERE / "conv.cc", _HERE / "narrow_input.cc", _HERE / "separable_u8.cc",
-           _HERE / "single_channel.cc")
-HEADERS = (_HERE / "narrow_input.h", _HERE / "single_channel.h", _HERE / "vectors.h")
+SOURCES = (_HERE / "conv.cc", _HERE / "depthwise.cc", _HERE / "narrow_input.cc",
+           _HERE / "separable_u8.cc", _HERE / "single_channel.cc")
+HEADERS = (_HERE / "depthwise.h", _HERE / "narrow_input.h", _HERE / "single_channel.h",
+           _HERE / "vectors.h")
 HEADERS_DIST = "onednn-devel-cpu-gomp"
 LIBRARY_DIST = "onednn-cpu-gomp"
 _LIBRARY_NAME = "libdnnl.so.3"

@@ -39,6 +39,7 @@
 
 #include <omp.h>
 
+#include "depthwise.h"
 #include "narrow_input.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "single_channel.h"
@@ -502,6 +503,30 @@ bool UsesNarrowInputKernelGrad(const Geometry& g) {
 cvx::NarrowInputConv NarrowInput(const Geometry& g) {
   return {g.x[0], g.x[1], g.x[2], g.x[3], g.w[0], g.w[1], g.w[3], g.y[1], g.y[2],
           g.strides[0], g.strides[1], g.pad_low[0], g.pad_low[1]};
+}
+
+// --------------------------------------------------------- depthwise convs
+// On AVX-512 CPUs, stride-1 depthwise convs (multiplier 1) of 3×3 or 5×5
+// kernels over whole 16-lane vectors of channels take depthwise.cc's passes
+// where they measured faster than oneDNN's: maps of ≤ 4 output pixels, or
+// ≤ 128 channels. Forward + dX + dW GFLOP/s at batch 128, oneDNN / depthwise.cc,
+// same runs (benchmarks/RESULTS.md): 16×16×32 66–97 / 88–141, 8×8×128
+// 57–106 / 69–118, 2×2×512 23–42 / 41–65, 1×1×1024 23–48 / 42–76; but
+// 4×4×256 53–95 / 48–67, 4×4×1024 51–81 / 36–63. Strided ones stay on
+// oneDNN (within noise of it either way).
+constexpr int64_t kDepthwiseMaxChannels = 128;
+constexpr int64_t kDepthwiseSmallMapPixels = 4;
+
+cvx::DepthwiseConv Depthwise(const Geometry& g) {
+  return {g.x[0], g.x[1], g.x[2], g.x[3], g.w[0], g.w[1], g.y[1], g.y[2],
+          g.dilation[0] + 1, g.dilation[1] + 1, g.pad_low[0], g.pad_low[1]};
+}
+
+bool UsesDepthwise(const Geometry& g) {
+  return g.groups > 1 && g.w[2] == 1 && g.w[3] == g.groups && g.x[3] == g.groups &&
+         !Strided(g) &&
+         (g.groups <= kDepthwiseMaxChannels || g.y[1] * g.y[2] <= kDepthwiseSmallMapPixels) &&
+         cvx::DepthwiseSupported(Depthwise(g));
 }
 
 // ------------------------------------------------ depthwise kernel gradients
@@ -1063,6 +1088,8 @@ ffi::Error Forward(Tensor x, Tensor w, Result y, Ints strides, Ints pads, Ints d
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kForward, g, x.typed_data(), w.typed_data(), y->typed_data());
+    else if (UsesDepthwise(g))
+      cvx::DepthwiseForward(Depthwise(g), x.typed_data(), w.typed_data(), y->typed_data());
     else if (UsesSingleChannel(g))
       cvx::SingleChannelForward(SingleChannel(g), x.typed_data(), w.typed_data(),
                                 y->typed_data());
@@ -1080,6 +1107,8 @@ ffi::Error BackwardData(Tensor dy, Tensor w, Result dx, Ints strides, Ints pads,
   return Guarded([&] {
     if (UsesMatmul(g))
       PointwisePass(Pass::kBackwardData, g, dy.typed_data(), w.typed_data(), dx->typed_data());
+    else if (UsesDepthwise(g))
+      cvx::DepthwiseInputGrad(Depthwise(g), dy.typed_data(), w.typed_data(), dx->typed_data());
     else if (UsesSingleChannelInputGrad(g))
       cvx::SingleChannelInputGrad(SingleChannel(g), dy.typed_data(), w.typed_data(),
                                   dx->typed_data());
@@ -1108,6 +1137,8 @@ ffi::Error BackwardWeights(Tensor x, Tensor dy, Result dw, Ints strides, Ints pa
     else if (UsesSingleChannel(g))
       cvx::SingleChannelKernelGrad(SingleChannel(g), x.typed_data(), dy.typed_data(),
                                    dw->typed_data());
+    else if (UsesDepthwise(g))
+      cvx::DepthwiseKernelGrad(Depthwise(g), x.typed_data(), dy.typed_data(), dw->typed_data());
     else if (UsesDepthwiseKernelGrad(g))
       DepthwiseKernelGrad(g, x.typed_data(), dy.typed_data(), dw->typed_data());
     else if (UsesWinograd(g))

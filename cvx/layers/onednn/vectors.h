@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <type_traits>
+#include <utility>
 #include <vector>
 
 #pragma GCC diagnostic ignored "-Wpsabi"  // 64-byte vectors pass only between inlined code
@@ -48,6 +49,17 @@ inline void WithBlock(int64_t count, F f) {
     else
       WithBlock<kMax - 1>(count, f);
   }
+}
+
+// f(std::integral_constant<int, i>{}) for i = 0, …, N − 1, unrolled: arrays
+// of vectors indexed by i stay in registers.
+template <typename F, int... I>
+inline void UnrollSequence(F& f, std::integer_sequence<int, I...>) {
+  (f(std::integral_constant<int, I>{}), ...);
+}
+template <int N, typename F>
+inline void Unroll(F f) {
+  UnrollSequence(f, std::make_integer_sequence<int, N>{});
 }
 
 // f(first, count) over [0, total) in blocks of at most kMax.
