@@ -21,11 +21,13 @@
 // Stride-1 3×3 convs with ≥ 32 channels in and out run all three passes by
 // Winograd's F(2×2, 3×3) (16 oneDNN matmuls between vectorised transforms,
 // 2.25× fewer multiplies). Unpadded 1×1 convs, strided ones or stride-1 ones on small
-// maps, are one oneDNN matmul per pass over the pixels they read, and
-// depthwise kernel gradients on the smallest maps a direct loop. Stride-1
-// convs of single-channel images to few channels run single_channel.cc's
-// row-vectorised loops (all passes with ≥ 5×5 kernels, else dX), and the
-// gradients of convs of few channels to many narrow_input.cc's.
+// maps, are one oneDNN matmul per pass over the pixels they read. Stride-1
+// depthwise convs of ≤ 128 channels or on maps of ≤ 4 pixels run
+// depthwise.cc's passes; other depthwise kernel gradients on the smallest
+// maps a direct loop. Stride-1 convs of single-channel images to few channels
+// run single_channel.cc's row-vectorised loops (all passes with ≥ 5×5
+// kernels, else dX), and the gradients of convs of few channels to many
+// narrow_input.cc's.
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
