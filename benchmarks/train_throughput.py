@@ -364,6 +364,14 @@ def matmul_ceiling(layer: dict, matmul_rate: float, bandwidth: float) -> float:
   return compute / max(compute, layer_bytes(layer) / 1e9 / bandwidth)
 
 
+# Idle OpenMP threads spin for a while after their last parallel region; on
+# few cores another library's threads then share the cores with them (a
+# batch-1 depthwise conv through cvx: 9 µs alone, 24–89 µs right after
+# PyTorch's steps; benchmarks/RESULTS.md). The layer table times the JAX
+# convs of all layers, then PyTorch's, each after this pause.
+SETTLE_SECONDS = 1.0
+
+
 def print_layer_table(name: str, batch: int) -> None:
   """Markdown table: GFLOP/s of fwd/dX/dW per distinct conv layer.
 
@@ -383,11 +391,14 @@ def print_layer_table(name: str, batch: int) -> None:
         "| matmul lowering | XLA | torch | cvx all, % matmul | % roofline | ceiling |")
   print("|---|---|---|---|---|---|---|---|---|")
   below, capped = 0, 0
-  for layer in conv_layers(name, batch):
+  layers = conv_layers(name, batch)
+  time.sleep(SETTLE_SECONDS)
+  jax_times = [(*(_lowering_times(layer, mode) for mode in ("onednn", "matmul")),
+                jax_layer_times(layer, lax.conv_general_dilated)) for layer in layers]
+  time.sleep(SETTLE_SECONDS)
+  torch_times = [torch_layer_times(layer) for layer in layers]
+  for layer, (cvx_t, matmul_t, xla_t), torch_t in zip(layers, jax_times, torch_times):
     flops = layer_flops(layer) / 1e9
-    cvx_t, matmul_t = (_lowering_times(layer, mode) for mode in ("onednn", "matmul"))
-    xla_t = jax_layer_times(layer, lax.conv_general_dilated)
-    torch_t = torch_layer_times(layer)
     rates = [" / ".join(f"{flops / t:.0f}" for t in ts)
              for ts in (cvx_t, matmul_t, xla_t, torch_t)]
     total = 3 * flops / sum(cvx_t)
