@@ -512,10 +512,10 @@ cvx::NarrowInputConv NarrowInput(const Geometry& g) {
 // kernels over whole 16-lane vectors of channels take depthwise.cc's passes
 // where they measured faster than oneDNN's: maps of ≤ 4 output pixels, or
 // ≤ 128 channels. Forward + dX + dW GFLOP/s at batch 128, oneDNN / depthwise.cc,
-// same runs (benchmarks/RESULTS.md): 16×16×32 66–97 / 88–141, 8×8×128
-// 57–106 / 69–118, 2×2×512 23–42 / 41–65, 1×1×1024 23–48 / 42–76; but
-// 4×4×256 53–95 / 48–67, 4×4×1024 51–81 / 36–63. Strided ones stay on
-// oneDNN (within noise of it either way).
+// same runs (benchmarks/RESULTS.md): 16×16×32 76–77 / 103–141, 8×8×128 106 /
+// 118, 2×2×512 42 / 65, 1×1×1024 48 / 76, 32×32×128 26 / 30; but 4×4×256
+// 53–83 / 48–56, 4×4×1024 32–81 / 23–63. Strided ones stay on oneDNN (within
+// noise of it either way).
 constexpr int64_t kDepthwiseMaxChannels = 128;
 constexpr int64_t kDepthwiseSmallMapPixels = 4;
 
