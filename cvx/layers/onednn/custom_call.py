@@ -7,8 +7,10 @@ of the forward pass, the input gradient and the kernel gradient (``conv.cc``
 runs oneDNN's direct convolution, Winograd F(2×2, 3×3) for all three passes
 of stride-1 3×3 convs with ≥ 32 channels, one matmul per pass for unpadded
 1×1 convs, col2im for the input gradient of ≤ 4-channel first layers, and
-on AVX-512 ``single_channel.cc``'s row-vectorised loops for stride-1 convs
-of grey images). Each pass is a
+on AVX-512 cvx's own loops: ``single_channel.cc``'s row-vectorised ones for
+stride-1 convs of grey images, ``narrow_input.cc``'s for the gradients of
+convs of ≤ 8 channels, ``depthwise.cc``'s for stride-1 depthwise convs).
+Each pass is a
 ``jax.custom_vjp`` whose VJP is made of the other two, so gradients of any
 order (gradient penalties) run on oneDNN. The calls exist only on the CPU
 platform: callers choose
