@@ -45,6 +45,7 @@
 #include "narrow_input.h"
 #include "oneapi/dnnl/dnnl.hpp"
 #include "single_channel.h"
+#include "vectors.h"
 #include "xla/ffi/api/ffi.h"
 
 namespace ffi = xla::ffi;
@@ -592,9 +593,7 @@ void DepthwiseKernelGrad(const Geometry& g, const float* x, const float* dy, flo
                          std::min(kDepthwiseBlock, out_c - c0),
                          partial.data() + chunk * taps * out_c);
     }
-  std::fill(dw, dw + taps * out_c, 0.0f);  // HWIO with I = 1: tap × channel
-  for (int64_t chunk = 0; chunk < chunks; ++chunk)
-    for (int64_t k = 0; k < taps * out_c; ++k) dw[k] += partial[chunk * taps * out_c + k];
+  cvx::vectors::SumChunks(partial.data(), chunks, taps * out_c, dw);  // HWIO, I = 1
 }
 
 // ----------------------------------------------------------------- Winograd

@@ -27,6 +27,7 @@ using vectors::InEvenBlocks;
 using vectors::kLanes;
 using vectors::Load;
 using vectors::Store;
+using vectors::SumChunks;
 using vectors::Unroll;
 using vectors::Vec;
 
@@ -273,14 +274,6 @@ void KernelGradSmallMap(const Correlation& c, int64_t taps, const float* x, cons
     }
 }
 
-// dk = the sum of `chunks` arrays of `size` floats, in order.
-__attribute__((target("avx512f")))
-void AddChunks(const float* sums, int64_t chunks, int64_t size, float* dk) {
-  std::fill(dk, dk + size, 0.0f);
-  for (int64_t chunk = 0; chunk < chunks; ++chunk)
-    for (int64_t i = 0; i < size; ++i) dk[i] += sums[chunk * size + i];
-}
-
 }  // namespace
 
 bool DepthwiseSupported(const DepthwiseConv& s) {
@@ -343,7 +336,7 @@ void DepthwiseKernelGrad(const DepthwiseConv& s, const float* x, const float* dy
         }
     });
   }
-  AddChunks(sums, chunks, size, dk);
+  SumChunks(sums, chunks, size, dk);
 }
 
 }  // namespace cvx

@@ -26,6 +26,7 @@ using vectors::kLanes;
 using vectors::Load;
 using vectors::PerThread;
 using vectors::Store;
+using vectors::SumChunks;
 using vectors::Sum;
 using vectors::Vec;
 using vectors::WithBlock;
@@ -200,9 +201,7 @@ void NarrowInputKernelGrad(const NarrowInputConv& s, const float* x, const float
                       dy + n * s.out_h * s.out_w * s.out_c, padded.Mine(),
                       sums.data() + chunk * taps);
   }
-  std::fill(dw, dw + taps, 0.0f);
-  for (int64_t chunk = 0; chunk < chunks; ++chunk)
-    for (int64_t k = 0; k < taps; ++k) dw[k] += sums[chunk * taps + k];
+  SumChunks(sums.data(), chunks, taps, dw);
 }
 
 }  // namespace cvx

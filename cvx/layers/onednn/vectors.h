@@ -1,6 +1,6 @@
 // 16-lane float vectors and the blocking helpers shared by cvx's direct
-// AVX-512 conv loops (single_channel.cc, narrow_input.cc); PerThread also
-// serves separable_u8.cc. Code using Vec must
+// AVX-512 conv loops (single_channel.cc, narrow_input.cc, depthwise.cc);
+// PerThread also serves separable_u8.cc, SumChunks conv.cc. Code using Vec must
 // be compiled for AVX-512 (a target attribute on the function that inlines it).
 #ifndef CVX_LAYERS_ONEDNN_VECTORS_H_
 #define CVX_LAYERS_ONEDNN_VECTORS_H_
@@ -78,6 +78,15 @@ inline void InEvenBlocks(int64_t total, F f) {
   const int64_t size = (total + blocks - 1) / blocks;
   for (int64_t first = 0; first < total; first += size)
     WithBlock<kMax>(std::min(size, total - first), [&](auto count) { f(first, count); });
+}
+
+// out = the sum of `chunks` arrays of `size` floats, added in chunk order
+// (kernel gradients sum fixed chunks of images so their bits do not depend
+// on the thread count).
+inline void SumChunks(const float* sums, int64_t chunks, int64_t size, float* out) {
+  std::fill(out, out + size, 0.0f);
+  for (int64_t chunk = 0; chunk < chunks; ++chunk)
+    for (int64_t i = 0; i < size; ++i) out[i] += sums[chunk * size + i];
 }
 
 // Per-thread scratch of `count` Ts (sizeof(T) dividing 64) per OpenMP thread,
